@@ -1,0 +1,43 @@
+"""tensorpack 0.11-compatible symbolic layers on TensorFlow 2.21 graph mode (``tf.compat.v1``).
+
+``from layers import Conv2D, BatchNorm, argscope, LinearWrap, TowerContext, ...`` and tensorpack
+model code runs unchanged, with the same variable and output names. Importing this package does
+not change any global TensorFlow state (eager execution stays on; build inside
+``with tf.Graph().as_default():``).
+"""
+from ._compat import kernel_policy
+from .argscope import argscope, enable_argscope_for_function, enable_argscope_for_module, get_arg_scope
+from .batch_norm import BatchNorm
+from .conv import Conv2D, Conv2DTranspose, Deconv2D
+from .fc import FullyConnected, batch_flatten
+from .linear_wrap import LinearWrap
+from .model_desc import ModelDesc, ModelDescBase
+from .misc import ConcatWith, Dropout
+from .nonlin import BNReLU, Maxout, PReLU
+from .normalization import InstanceNorm, LayerNorm
+from .pool import AvgPooling, FixedUnPooling, GlobalAvgPooling, MaxPooling
+from .registry import VariableHolder, disable_layer_logging, get_registered_layer, layer_register
+from .regularize import l1_regularizer, l2_regularizer, regularize_cost, regularize_cost_from_collection
+from .tower import (
+    BaseTowerContext,
+    PredictTowerContext,
+    TowerContext,
+    TrainTowerContext,
+    get_current_tower_context,
+)
+
+__all__ = [
+    # plumbing
+    "layer_register", "VariableHolder", "disable_layer_logging", "get_registered_layer",
+    "argscope", "get_arg_scope", "enable_argscope_for_function", "enable_argscope_for_module",
+    "LinearWrap", "kernel_policy", "ModelDesc", "ModelDescBase",
+    # towers
+    "TowerContext", "TrainTowerContext", "PredictTowerContext", "BaseTowerContext",
+    "get_current_tower_context",
+    # layers
+    "Conv2D", "Conv2DTranspose", "Deconv2D", "FullyConnected", "BatchNorm", "BNReLU", "LayerNorm",
+    "InstanceNorm", "MaxPooling", "AvgPooling", "GlobalAvgPooling", "FixedUnPooling", "Dropout",
+    "PReLU", "Maxout", "ConcatWith", "batch_flatten",
+    # regularisation
+    "regularize_cost", "regularize_cost_from_collection", "l2_regularizer", "l1_regularizer",
+]
