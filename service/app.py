@@ -1,0 +1,120 @@
+"""``create_app(settings)``: the FastAPI application."""
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from .batcher import BatcherError
+from .errors import InvalidRequest, ServiceError
+from .http import deadline_from, error_response, instrument, json_response, parse_json, read_body
+from .manager import ModelManager
+from .metrics import Metrics
+from .schemas import ErrorBody, ModelStatus, PredictRequest, PredictResponse, ReadyStatus
+from .settings import Settings
+from .validation import to_batch
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("tpserve")
+
+_ERRORS = {code: {"model": ErrorBody, "description": desc} for code, desc in (
+    (400, "invalid request (the body names the field, the expected and the received value)"),
+    (404, "unknown model"), (413, "body above the limit"), (429, "queue full; see Retry-After"),
+    (500, "the batch holding this request failed"), (503, "model not ready or server shutting down"),
+    (504, "deadline passed before the request ran"))}
+
+
+def create_app(settings: Settings | None = None, *, registry: CollectorRegistry | None = None,
+               repository=None) -> FastAPI:
+    """Build the app. ``repository`` defaults to :class:`service.repository.ModelRepository` over
+    ``settings.model_repository`` (tests may pass another object with ``scan()`` and ``load()``)."""
+    settings = settings or Settings()
+    metrics = Metrics(registry)
+    if repository is None:
+        from .repository import ModelRepository  # the one module that imports TensorFlow
+
+        repository = ModelRepository(settings)
+    manager = ModelManager(settings, metrics, repository)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await manager.start()
+        ok, reasons = manager.readiness()
+        logger.info("tpserve ready=%s %s", ok, "; ".join(reasons))
+        try:
+            yield
+        finally:
+            await manager.stop()
+
+    app = FastAPI(title="tpserve", version="0.1.0", lifespan=lifespan,
+                  description="Serves tensorpack-style TensorFlow models with dynamic batching.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.manager = manager
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError):
+        return error_response(exc)
+
+    @app.exception_handler(BatcherError)
+    async def _batcher_error(request: Request, exc: BatcherError):
+        return error_response(exc)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process is up")
+    async def healthz():
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["health"], response_model=ReadyStatus, responses={503: {"model": ReadyStatus}},
+             summary="Readiness: every configured model is loaded and warmed up")
+    async def readyz():
+        ok, reasons = manager.readiness()
+        if ok:
+            return {"status": "ready", "reasons": []}
+        return json_response({"status": "not ready", "reasons": reasons}, status=503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prometheus_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/models", tags=["models"], response_model=list[ModelStatus],
+             summary="Served models: versions, state, input/output signatures, labels")
+    async def list_models():
+        return [e.status() for e in manager.entries.values()]
+
+    @app.post("/predict", tags=["inference"], response_model=PredictResponse, responses=_ERRORS,
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
+              summary="Run a model on a batch of inputs")
+    async def predict(request: Request):
+        with instrument(metrics, "predict") as obs:
+            payload = parse_json(await read_body(request, settings.max_body_bytes))
+            entry = manager.get(payload.get("model"))
+            obs.model = entry.name
+            model = entry.model
+            if "inputs" not in payload:
+                raise InvalidRequest("missing 'inputs'", field="inputs",
+                                     expected={s.name: s.signature()["shape"] for s in model.inputs})
+            unknown_keys = sorted(set(payload) - {"model", "inputs", "outputs", "timeout_ms"})
+            if unknown_keys:
+                raise InvalidRequest(f"unknown field(s) {unknown_keys}", field=unknown_keys[0],
+                                     expected=["model", "inputs", "outputs", "timeout_ms"])
+            available = [s.name for s in model.outputs]
+            wanted = payload.get("outputs") or available
+            if not isinstance(wanted, list) or not all(isinstance(w, str) for w in wanted):
+                raise InvalidRequest("'outputs' must be a list of output names", field="outputs", expected=available)
+            bad = [w for w in wanted if w not in available]
+            if bad:
+                raise InvalidRequest(f"unknown output(s) {bad}; this model has {available}", field="outputs",
+                                     expected=available, received=bad)
+            deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
+                                     settings.default_timeout_ms)
+            arrays = to_batch(model.inputs, payload["inputs"], settings.max_rows_per_request)
+            result = await entry.batcher.submit(arrays, deadline)
+            return json_response({"model": entry.name, "version": model.version,
+                                  "outputs": {k: result[k] for k in wanted}})
+
+    return app

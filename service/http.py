@@ -1,0 +1,128 @@
+"""HTTP plumbing shared by the routers: bounded body reading, JSON in/out, error mapping, metrics."""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+
+from .batcher import BatchFailed, BatcherError, DeadlineExceeded, QueueFull, ShuttingDown
+from .errors import InvalidRequest, PayloadTooLarge, ServiceError
+from .metrics import Metrics
+
+__all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from"]
+
+_ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+def json_response(content, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(content, option=_ORJSON_OPTS), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def to_service_error(exc: Exception) -> ServiceError:
+    """The one mapping from domain/batcher errors to HTTP statuses."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, QueueFull):
+        err = ServiceError(str(exc), headers={"Retry-After": str(int(math.ceil(exc.retry_after_s)))})
+        err.status = 429
+        return err
+    if isinstance(exc, DeadlineExceeded):
+        err = ServiceError(str(exc))
+        err.status = 504
+        return err
+    if isinstance(exc, ShuttingDown):
+        err = ServiceError(str(exc))
+        err.status = 503
+        return err
+    if isinstance(exc, BatchFailed):
+        return ServiceError(str(exc))
+    raise TypeError(f"not a domain error: {exc!r}")
+
+
+def error_response(exc: Exception) -> Response:
+    err = to_service_error(exc)
+    return json_response(err.body(), status=err.status, headers=err.headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            n = int(declared)
+        except ValueError:
+            raise InvalidRequest("Content-Length is not an integer", field="Content-Length",
+                                 received=declared[:40]) from None
+        if n > limit:
+            raise PayloadTooLarge(f"request body is {n} bytes, the limit is {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
+                                  expected=f"<= {limit} bytes", received=n)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
+                                  expected=f"<= {limit} bytes", received=f"> {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> dict:
+    if not body:
+        raise InvalidRequest("empty request body; expected a JSON object", expected="JSON object", received="empty")
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"malformed JSON: {e}", expected="JSON object", received="invalid JSON") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest(f"the body must be a JSON object, got {type(payload).__name__}",
+                             expected="JSON object", received=type(payload).__name__)
+    return payload
+
+
+def deadline_from(payload_timeout_ms, header_value: str | None, default_ms: float | None) -> float | None:
+    """A monotonic deadline from the body's ``timeout_ms``, else the header, else the default."""
+    value = payload_timeout_ms
+    field = "timeout_ms"
+    if value is None and header_value is not None:
+        field = "X-Request-Timeout-Ms"
+        try:
+            value = float(header_value)
+        except ValueError:
+            raise InvalidRequest("X-Request-Timeout-Ms must be a number of milliseconds", field=field,
+                                 received=header_value[:40]) from None
+    if value is None:
+        value = default_ms
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value <= 3_600_000):
+        raise InvalidRequest(f"{field} must be a number of milliseconds in (0, 3600000]", field=field,
+                             expected="(0, 3600000]", received=str(value)[:40])
+    return time.monotonic() + value / 1000.0
+
+
+class _Obs:
+    model = "unknown"
+    code = 200
+
+
+@contextmanager
+def instrument(metrics: Metrics, route: str):
+    """Count the request and time it, by model/route/status, whatever happens."""
+    obs = _Obs()
+    t0 = time.monotonic()
+    try:
+        yield obs
+    except (ServiceError, BatcherError) as e:
+        obs.code = to_service_error(e).status
+        raise
+    except Exception:
+        obs.code = 500
+        raise
+    finally:
+        metrics.requests.labels(obs.model, route, str(obs.code)).inc()
+        metrics.request_duration.labels(obs.model, route).observe(time.monotonic() - t0)

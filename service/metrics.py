@@ -1,0 +1,75 @@
+"""Prometheus metrics, on an injected ``CollectorRegistry`` (tests pass a fresh one)."""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "ModelObserver"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    """Every metric the service exports. Names carry units; labels are bounded (model, route, code)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("tpserve_requests_total", "Requests answered, by model, route and HTTP status",
+                                ["model", "route", "code"], registry=r)
+        self.request_duration = Histogram("tpserve_request_duration_seconds",
+                                          "Time from request arrival to response, by model and route",
+                                          ["model", "route"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.queue_duration = Histogram("tpserve_queue_duration_seconds",
+                                        "Time a request waited in the batch queue before its batch ran",
+                                        ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.inference_duration = Histogram("tpserve_inference_duration_seconds",
+                                            "Compute time of one executed batch, by model and device",
+                                            ["model", "device"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("tpserve_batch_size", "Rows per executed batch", ["model"],
+                                    buckets=_BATCH_BUCKETS, registry=r)
+        self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model"], registry=r)
+        self.rejected = Counter("tpserve_rejected_total",
+                                "Requests refused before running, by reason (queue_full, deadline, shutting_down, "
+                                "not_ready)", ["model", "reason"], registry=r)
+        self.model_info = Gauge("tpserve_model_info", "1 for each model version and its state", ["model", "version",
+                                                                                             "state"], registry=r)
+        self.model_load_seconds = Gauge("tpserve_model_load_seconds",
+                                        "Seconds the last load (build + restore + warm-up) of a model took", ["model"],
+                                        registry=r)
+        self.model_load_failures = Counter("tpserve_model_load_failures_total", "Model versions that failed to load",
+                                           ["model"], registry=r)
+
+    def observer(self, model: str, devices: list[str]) -> ModelObserver:
+        return ModelObserver(self, model, devices)
+
+    def set_model_state(self, model: str, version: str, state: str):
+        """Exactly one (version, state) series per model is 1."""
+        for sample in list(self.model_info.collect()[0].samples):
+            if sample.labels.get("model") == model:
+                self.model_info.remove(model, sample.labels["version"], sample.labels["state"])
+        self.model_info.labels(model, version, state).set(1)
+
+
+class ModelObserver:
+    """The batcher's view of the metrics for one model (knows the device of each replica)."""
+
+    def __init__(self, metrics: Metrics, model: str, devices: list[str]):
+        self._m = metrics
+        self._model = model
+        self._queue_rows = metrics.queue_rows.labels(model)
+        self._batch = metrics.batch_size.labels(model)
+        self._queue = metrics.queue_duration.labels(model)
+        self._infer = [metrics.inference_duration.labels(model, d) for d in devices]
+
+    def on_batch(self, rows, requests, queue_waits_s, compute_s, replica):
+        self._batch.observe(rows)
+        for w in queue_waits_s:
+            self._queue.observe(w)
+        self._infer[replica].observe(compute_s)
+
+    def on_queue_rows(self, rows):
+        self._queue_rows.set(rows)
+
+    def on_reject(self, reason):
+        self._m.rejected.labels(self._model, reason).inc()

@@ -1,0 +1,123 @@
+"""The service's one typed configuration (the only module that reads the environment).
+
+Sources, highest priority first: keyword arguments, ``TPSERVE_*`` environment variables, the
+optional config file named by ``TPSERVE_CONFIG_FILE`` (YAML or JSON), then the defaults below.
+Per-model batching options can also be set in each model's ``config.(yaml|json)``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["Settings", "BatchingOptions", "load_config_file"]
+
+DEFAULT_REPOSITORY = Path("model_repository")  # relative to the working directory (make serve runs from the repo root)
+
+
+class BatchingOptions(BaseModel):
+    """Dynamic batching for one model (defaults apply to every model unless its config overrides)."""
+
+    max_batch_size: int = Field(64, ge=1, le=4096, description="most rows in one executed batch")
+    max_queue_delay_ms: float = Field(0.0, ge=0, le=10_000, description=(
+        "how long a batch may wait to fill while a replica is free; 0 = dispatch at once "
+        "(batches still form while every replica is busy)"))
+    max_queue_size: int = Field(2048, ge=1, description="rows allowed to wait per model; beyond it: 429")
+    inflight_per_replica: int = Field(1, ge=1, le=16, description="batches running at once on one replica")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or JSON file into a dict, with errors that name the file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ValueError(f"cannot read config file {str(p)!r}: {e.strerror}") from None
+    try:
+        if p.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - report any parse error with the file name
+        raise ValueError(f"config file {str(p)!r} is not valid {p.suffix.lstrip('.') or 'JSON'}: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {str(p)!r} must hold a mapping at top level, got {type(data).__name__}")
+    return data
+
+
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls, path):
+        super().__init__(settings_cls)
+        self._data = load_config_file(path) if path else {}
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self):
+        return dict(self._data)
+
+
+class Settings(BaseSettings):
+    """tpserve settings. Every field can be set as ``TPSERVE_<FIELD>`` (nested: ``TPSERVE_BATCHING__MAX_BATCH_SIZE``)."""
+
+    model_config = SettingsConfigDict(env_prefix="TPSERVE_", env_nested_delimiter="__", extra="forbid",
+                                      protected_namespaces=())
+
+    config_file: Path | None = Field(None, description="optional YAML/JSON file with these settings")
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8000, ge=0, le=65535)
+    model_repository: Path = Field(DEFAULT_REPOSITORY, description="<repo>/<model>/config.(yaml|json) + <version>/")
+    batching: BatchingOptions = Field(default_factory=BatchingOptions)
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
+    max_rows_per_request: int = Field(4096, ge=1, description="rows in one request; above it: 400")
+    default_timeout_ms: float | None = Field(30_000, gt=0, description=(
+        "deadline for a request that sets none (body timeout_ms or X-Request-Timeout-Ms); None = no deadline"))
+    device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
+    intra_op_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads per session (0 = all cores)")
+    inter_op_threads: int = Field(0, ge=0, description="TensorFlow inter-op threads per session (0 = all cores)")
+    warmup: bool = Field(True, description="run every power-of-two batch size up to max_batch_size before ready")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v in ("auto", "cpu"):
+            return v
+        if v.startswith("gpu:"):
+            ids = v[4:].split(",")
+            if ids and all(i.strip().isdigit() for i in ids):
+                return "gpu:" + ",".join(i.strip() for i in ids)
+        raise ValueError(f"device must be 'auto', 'cpu' or 'gpu:<ids>' like 'gpu:0,1', got {v!r}")
+
+    def device_list(self, gpu_count: int) -> list[str]:
+        """TensorFlow device strings for the replicas, given how many GPUs are visible."""
+        if self.device == "cpu" or (self.device == "auto" and gpu_count == 0):
+            return ["/cpu:0"]
+        if self.device == "auto":
+            return [f"/gpu:{i}" for i in range(gpu_count)]
+        ids = [int(i) for i in self.device[4:].split(",")]
+        missing = [i for i in ids if i >= gpu_count]
+        if missing:
+            raise ValueError(f"device {self.device!r} asks for GPU(s) {missing} but only {gpu_count} are visible")
+        return [f"/gpu:{i}" for i in ids]
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        import os
+
+        path = None
+        try:
+            path = init_settings().get("config_file")
+        except Exception:  # noqa: BLE001
+            path = None
+        path = path or os.environ.get("TPSERVE_CONFIG_FILE")
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls, path), file_secret_settings)

@@ -1,0 +1,119 @@
+"""Turn decoded JSON into NumPy batches, with a clear 400 for every client mistake."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidRequest
+from .model import TensorSpec
+
+__all__ = ["to_batch", "check_array", "shape_str"]
+
+
+def shape_str(shape) -> str:
+    return "[" + ", ".join("N" if i == 0 and d is None else ("?" if d is None else str(d))
+                           for i, d in enumerate(shape)) + "]"
+
+
+def _describe_bad_list(value: Any, depth: int = 0) -> str:
+    """Why np.array failed: the first ragged level or non-numeric element."""
+    if isinstance(value, list):
+        if not value:
+            return "an empty list"
+        lens = {len(v) if isinstance(v, list) else -1 for v in value}
+        if len(lens) > 1:
+            return f"a ragged list at depth {depth} (sub-list lengths {sorted(lens)[:5]})"
+        for v in value:
+            msg = _describe_bad_list(v, depth + 1)
+            if msg:
+                return msg
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"a non-numeric value {str(value)[:40]!r} ({type(value).__name__})"
+    return ""
+
+
+def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
+    """Check shape/range of an already-built array and cast it to the spec's dtype."""
+    want = (None, *spec.shape)
+    if arr.ndim != len(want) or any(w is not None and w != g for w, g in zip(want, arr.shape, strict=False)):
+        raise InvalidRequest(f"input {spec.name!r} has shape {list(arr.shape)}, expected {shape_str(want)} "
+                             "(batch first)", field=field, expected=shape_str(want), received=list(arr.shape))
+    if arr.shape[0] == 0:
+        raise InvalidRequest(f"input {spec.name!r} is an empty batch (0 rows)", field=field,
+                             expected="at least 1 row", received=0)
+    dtype = np.dtype(spec.dtype)
+    if arr.dtype.kind not in "biuf":
+        raise InvalidRequest(f"input {spec.name!r} must be numeric, got dtype {arr.dtype}", field=field,
+                             expected=dtype.name, received=str(arr.dtype))
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf", field=field,
+                             expected="finite numbers", received="NaN/Inf")
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = arr.min(), arr.max()
+        if lo < info.min or hi > info.max:
+            raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values in [{info.min}, {info.max}], "
+                                 f"got values in [{lo}, {hi}]", field=field,
+                                 expected=f"[{info.min}, {info.max}]", received=f"[{lo}, {hi}]")
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
+            raise InvalidRequest(f"input {spec.name!r} takes integers ({dtype.name}), got fractional values",
+                                 field=field, expected=dtype.name, received="fractional numbers")
+    return arr.astype(dtype, copy=False)
+
+
+def _to_array(spec: TensorSpec, value: Any, field: str) -> np.ndarray:
+    if not isinstance(value, list):
+        raise InvalidRequest(f"input {spec.name!r} must be a nested list of numbers, got {type(value).__name__}",
+                             field=field, expected="nested list", received=type(value).__name__)
+    dtype = np.dtype(spec.dtype)
+    try:
+        arr = np.array(value, dtype=np.float64 if dtype.kind in "iu" else dtype)
+    except (ValueError, TypeError):
+        reason = _describe_bad_list(value) or "values that are not numbers"
+        raise InvalidRequest(f"input {spec.name!r} must be a rectangular nested list of numbers, got {reason}",
+                             field=field, expected=f"{shape_str((None, *spec.shape))} numbers",
+                             received=reason) from None
+    if any(isinstance(v, bool) for v in _first_leaf_row(value)):
+        raise InvalidRequest(f"input {spec.name!r} must hold numbers, got booleans", field=field,
+                             expected="numbers", received="booleans")
+    return check_array(spec, arr, field)
+
+
+def _first_leaf_row(value):
+    while isinstance(value, list) and value and isinstance(value[0], list):
+        value = value[0]
+    return value if isinstance(value, list) else [value]
+
+
+def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "inputs") -> dict[str, np.ndarray]:
+    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> arrays."""
+    if isinstance(inputs, list):
+        if len(specs) != 1:
+            raise InvalidRequest(f"this model takes {len(specs)} inputs; send an object keyed by input name",
+                                 field=field, expected=[s.name for s in specs], received="a bare list")
+        inputs = {specs[0].name: inputs}
+    if not isinstance(inputs, dict):
+        raise InvalidRequest(f"{field!r} must be an object keyed by input name (or a nested list for a single-input "
+                             f"model), got {type(inputs).__name__}", field=field,
+                             expected="object or list", received=type(inputs).__name__)
+    names = [s.name for s in specs]
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise InvalidRequest(f"unknown input(s) {unknown}; this model takes {names}", field=field,
+                             expected=names, received=sorted(inputs))
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise InvalidRequest(f"missing input(s) {missing}; this model takes {names}", field=field,
+                             expected=names, received=sorted(inputs))
+    arrays = {s.name: _to_array(s, inputs[s.name], f"{field}.{s.name}") for s in specs}
+    rows = {n: a.shape[0] for n, a in arrays.items()}
+    if len(set(rows.values())) != 1:
+        raise InvalidRequest(f"inputs have different batch sizes {rows}", field=field,
+                             expected="equal batch sizes", received=rows)
+    n = next(iter(rows.values()))
+    if n > max_rows:
+        raise InvalidRequest(f"{n} rows in one request, limit is {max_rows} (TPSERVE_MAX_ROWS_PER_REQUEST)",
+                             field=field, expected=f"<= {max_rows} rows", received=n)
+    return arrays
