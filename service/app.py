@@ -1,6 +1,7 @@
 """``create_app(settings)``: the FastAPI application."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 
@@ -42,12 +43,22 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await manager.start()
-        ok, reasons = manager.readiness()
-        logger.info("tpserve ready=%s %s", ok, "; ".join(reasons))
+        # Load in the background: /healthz answers at once, /readyz says 503 until every model is warm.
+        loading = asyncio.create_task(manager.start())
+
+        def _loaded(task: asyncio.Task):
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("model loading crashed: %r", task.exception())
+            ok, reasons = manager.readiness()
+            logger.info("tpserve ready=%s %s", ok, "; ".join(reasons))
+
+        loading.add_done_callback(_loaded)
+        app.state.loading = loading
         try:
             yield
         finally:
+            if not loading.done():
+                await asyncio.wait([loading], timeout=60)
             await manager.stop()
 
     app = FastAPI(title="tpserve", version="0.1.0", lifespan=lifespan,

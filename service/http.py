@@ -77,7 +77,10 @@ def parse_json(body: bytes) -> dict:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise InvalidRequest(f"malformed JSON: {e}", expected="JSON object", received="invalid JSON") from None
+        hint = ""
+        if b"NaN" in body or b"Infinity" in body:
+            hint = " (NaN and Infinity are not valid JSON numbers; send finite values)"
+        raise InvalidRequest(f"malformed JSON: {e}{hint}", expected="JSON object", received="invalid JSON") from None
     if not isinstance(payload, dict):
         raise InvalidRequest(f"the body must be a JSON object, got {type(payload).__name__}",
                              expected="JSON object", received=type(payload).__name__)

@@ -58,10 +58,15 @@ class ModelManager:
         self.metrics = metrics
         self.repository = repository
         self.entries: dict[str, ModelEntry] = {}
+        self.scanned = False
 
     async def start(self):
         """Scan the repository and load every model (one at a time, off the event loop)."""
-        for item in await asyncio.to_thread(self.repository.scan):
+        try:
+            items = await asyncio.to_thread(self.repository.scan)
+        except Exception as e:  # noqa: BLE001 - keep serving /healthz and say why in /readyz
+            items = [("<repository>", f"scanning the model repository failed: {type(e).__name__}: {e}")]
+        for item in items:
             if isinstance(item, ModelConfig):
                 self.entries[item.name] = ModelEntry(item.name, item)
             else:
@@ -70,6 +75,7 @@ class ModelManager:
                 self.metrics.model_load_failures.labels(name).inc()
                 self.metrics.set_model_state(name, "none", "FAILED")
                 logger.error("model %s: %s", name, error)
+        self.scanned = True
         for entry in self.entries.values():
             if entry.state == "LOADING":
                 await self._load(entry)
@@ -107,6 +113,8 @@ class ModelManager:
                 await asyncio.to_thread(entry.model.close)
 
     def readiness(self) -> tuple[bool, list[str]]:
+        if not self.scanned:
+            return False, ["the model repository is being scanned"]
         if not self.entries:
             return False, ["no models configured"]
         reasons = [f"model {e.name!r} is {e.state}" + (f": {e.error}" if e.error else "")
@@ -115,6 +123,8 @@ class ModelManager:
 
     def get(self, name: str | None) -> ModelEntry:
         """The entry for ``name`` (or the only model when ``name`` is None); must be READY."""
+        if not self.scanned:
+            raise ModelNotReady("the server is starting: the model repository is being scanned")
         if name is None:
             if len(self.entries) != 1:
                 raise UnknownModel(f"several models are served; name one in 'model': {sorted(self.entries)}",

@@ -37,12 +37,12 @@ def _describe_bad_list(value: Any, depth: int = 0) -> str:
 def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
     """Check shape/range of an already-built array and cast it to the spec's dtype."""
     want = (None, *spec.shape)
+    if arr.ndim >= 1 and arr.shape[0] == 0:
+        raise InvalidRequest(f"input {spec.name!r} is an empty batch (0 rows)", field=field,
+                             expected="at least 1 row", received=0)
     if arr.ndim != len(want) or any(w is not None and w != g for w, g in zip(want, arr.shape, strict=False)):
         raise InvalidRequest(f"input {spec.name!r} has shape {list(arr.shape)}, expected {shape_str(want)} "
                              "(batch first)", field=field, expected=shape_str(want), received=list(arr.shape))
-    if arr.shape[0] == 0:
-        raise InvalidRequest(f"input {spec.name!r} is an empty batch (0 rows)", field=field,
-                             expected="at least 1 row", received=0)
     dtype = np.dtype(spec.dtype)
     if arr.dtype.kind not in "biuf":
         raise InvalidRequest(f"input {spec.name!r} must be numeric, got dtype {arr.dtype}", field=field,
@@ -52,11 +52,12 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
                              expected="finite numbers", received="NaN/Inf")
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        lo, hi = arr.min(), arr.max()
+        lo, hi = arr.min().item(), arr.max().item()
         if lo < info.min or hi > info.max:
+            got = f"[{lo:g}, {hi:g}]"
             raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values in [{info.min}, {info.max}], "
-                                 f"got values in [{lo}, {hi}]", field=field,
-                                 expected=f"[{info.min}, {info.max}]", received=f"[{lo}, {hi}]")
+                                 f"got values in {got}", field=field, expected=f"[{info.min}, {info.max}]",
+                                 received=got)
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
             raise InvalidRequest(f"input {spec.name!r} takes integers ({dtype.name}), got fractional values",
                                  field=field, expected=dtype.name, received="fractional numbers")
