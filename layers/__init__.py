@@ -9,6 +9,7 @@ from ._compat import kernel_policy
 from .argscope import argscope, enable_argscope_for_function, enable_argscope_for_module, get_arg_scope
 from .batch_norm import BatchNorm
 from .conv import Conv2D, Conv2DTranspose, Deconv2D
+from .export import export_saved_model
 from .fc import FullyConnected, batch_flatten
 from .linear_wrap import LinearWrap
 from .model_desc import ModelDesc, ModelDescBase
@@ -16,8 +17,23 @@ from .misc import ConcatWith, Dropout
 from .nonlin import BNReLU, Maxout, PReLU
 from .normalization import InstanceNorm, LayerNorm
 from .pool import AvgPooling, FixedUnPooling, GlobalAvgPooling, MaxPooling
+from .predict import MultiDevicePredictor, OfflinePredictor, PredictConfig, PredictorReplica
 from .registry import VariableHolder, disable_layer_logging, get_registered_layer, layer_register
 from .regularize import l1_regularizer, l2_regularizer, regularize_cost, regularize_cost_from_collection
+from .sessinit import (
+    ChainInit,
+    DictRestore,
+    JustCurrentSession,
+    RestoreReport,
+    SaverRestore,
+    SessionInit,
+    SmartInit,
+    dump_model_params,
+    get_checkpoint_path,
+    get_model_loader,
+    load_checkpoint_vars,
+    save_checkpoint_vars,
+)
 from .tower import (
     BaseTowerContext,
     PredictTowerContext,
@@ -40,4 +56,9 @@ __all__ = [
     "PReLU", "Maxout", "ConcatWith", "batch_flatten",
     # regularisation
     "regularize_cost", "regularize_cost_from_collection", "l2_regularizer", "l1_regularizer",
+    # checkpoints and predictors
+    "SmartInit", "get_model_loader", "SessionInit", "JustCurrentSession", "DictRestore", "SaverRestore",
+    "ChainInit", "RestoreReport", "dump_model_params", "save_checkpoint_vars", "load_checkpoint_vars",
+    "get_checkpoint_path", "PredictConfig", "OfflinePredictor", "MultiDevicePredictor", "PredictorReplica",
+    "export_saved_model",
 ]

@@ -123,7 +123,7 @@ _depth = threading.local()
 
 
 def _normalize_kwargs(layer, src, kwargs, renames):
-    out = {}
+    out, given_as = {}, {}
     for k, v in kwargs.items():
         new = renames.get(k, COMMON_RENAMES.get(k, k))
         if k == "nl":
@@ -131,9 +131,11 @@ def _normalize_kwargs(layer, src, kwargs, renames):
             f = v
             v = (lambda x, _f=f: _f(x)) if f is not None else None
         if new in out:
-            raise TypeError(f"{layer}: arguments {k!r} and {new!r} both given {src}; they mean the same "
-                            f"thing ({k!r} is the old name), pass only {new!r}")
+            old_name = k if k != new else given_as[new]
+            raise TypeError(f"{layer}: arguments {old_name!r} and {new!r} both given {src}; they mean the same "
+                            f"thing ({old_name!r} is the old name), pass only {new!r}")
         out[new] = v
+        given_as[new] = k
     return out
 
 

@@ -104,8 +104,12 @@ class BaseTowerContext:
         graph = tfv1.get_default_graph()
         self._check_entry()
         self._has_own_variables = self._compute_has_own_variables()
-        if self._name and graph.unique_name(self._name, mark_used=False) != self._name:
-            raise ValueError(f"TowerContext: Name conflict: tower name {self._name!r} is already used in this graph")
+        if self._name:
+            # The tower's name scope is absolute, so check (and later mark) the name at the root.
+            with graph.name_scope(None):
+                if graph.unique_name(self._name, mark_as_used=False) != self._name:
+                    raise ValueError(f"TowerContext: Name conflict: tower name {self._name!r} is already used "
+                                     "in this graph")
         self._graph = graph
         self._frozen = {k: list(tfv1.get_collection(k)) for k in self._frozen_collections()}
         keys = graph.get_all_collection_keys()
@@ -122,7 +126,8 @@ class BaseTowerContext:
             raise
         self._scopes = entered
         if self._name:
-            graph.unique_name(self._name, mark_used=True)
+            with graph.name_scope(None):
+                graph.unique_name(self._name, mark_as_used=True)
         _local.ctx = self
         return self
 
