@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["Settings", "BatchingOptions", "load_config_file"]
 
@@ -82,8 +82,28 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
     intra_op_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads per session (0 = all cores)")
     inter_op_threads: int = Field(0, ge=0, description="TensorFlow inter-op threads per session (0 = all cores)")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")
+    poll_interval_s: float = Field(10.0, ge=0, description="how often the repository is polled for new versions; 0 = never")
+    load_threads: int = Field(1, ge=1, description="TensorFlow threads a background (re)load may use, so serving keeps its cores")
+    drain_grace_s: float = Field(5.0, ge=0, description=(
+        "after SIGTERM, readiness is 503 at once; inference requests are still accepted for this long "
+        "(load balancers notice), then refused with 503"))
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="after SIGTERM, queued and running work gets this long to finish")
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False, description=(
+        "bearer tokens; when set, inference and repository endpoints need 'Authorization: Bearer <key>' "
+        "(comma-separated in TPSERVE_API_KEYS)"))
+    open_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/healthz", "/readyz", "/metrics", "/v2/health/live",
+                                                           "/v2/health/ready"],
+                                  description="paths that never need an API key")
     warmup: bool = Field(True, description="run every power-of-two batch size up to max_batch_size before ready")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("api_keys", "open_paths", mode="before")
+    @classmethod
+    def _split_csv(cls, v):
+        if isinstance(v, str):
+            return [x.strip() for x in v.split(",") if x.strip()]
+        return v
 
     @field_validator("device")
     @classmethod
