@@ -9,11 +9,16 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from .auth import ApiKeyMiddleware
 from .batcher import BatcherError
 from .errors import InvalidRequest, ServiceError
 from .http import deadline_from, error_response, instrument, json_response, parse_json, read_body
+from .images import IMAGE_TYPES, decode_image
+from .images import top_k as top_k_labels
+from .inference import infer
 from .manager import ModelManager
 from .metrics import Metrics
+from .protocols import kserve, tfserving
 from .schemas import ErrorBody, ModelStatus, PredictRequest, PredictResponse, ReadyStatus
 from .settings import Settings
 from .validation import to_batch
@@ -98,21 +103,32 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
 
     @app.post("/predict", tags=["inference"], response_model=PredictResponse, responses=_ERRORS,
               openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")}}}},
-              summary="Run a model on a batch of inputs")
-    async def predict(request: Request):
+                  "application/json": {"schema": PredictRequest.model_json_schema(
+                      ref_template="#/components/schemas/{model}")},
+                  "image/png": {"schema": {"type": "string", "format": "binary"}},
+                  "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+                  "multipart/form-data": {"schema": {"type": "object", "properties": {
+                      "image": {"type": "string", "format": "binary"}}}}}}},
+              summary="Run a model on a batch of inputs (JSON) or classify one uploaded image")
+    async def predict(request: Request, model: str | None = None, version: str | None = None, top_k: int = 5):
         with instrument(metrics, "predict") as obs:
-            payload = parse_json(await read_body(request, settings.max_body_bytes))
-            entry = manager.get(payload.get("model"))
+            body = await read_body(request, settings.max_body_bytes)
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype in IMAGE_TYPES or ctype == "multipart/form-data":
+                entry = manager.get(model, version)
+                obs.model = entry.name
+                return await classify_upload(request, entry, body, ctype, top_k)
+            payload = parse_json(body)
+            entry = manager.get(payload.get("model", model), payload.get("version", version))
             obs.model = entry.name
             model = entry.model
             if "inputs" not in payload:
                 raise InvalidRequest("missing 'inputs'", field="inputs",
                                      expected={s.name: s.signature()["shape"] for s in model.inputs})
-            unknown_keys = sorted(set(payload) - {"model", "inputs", "outputs", "timeout_ms"})
+            unknown_keys = sorted(set(payload) - {"model", "version", "inputs", "outputs", "timeout_ms"})
             if unknown_keys:
                 raise InvalidRequest(f"unknown field(s) {unknown_keys}", field=unknown_keys[0],
-                                     expected=["model", "inputs", "outputs", "timeout_ms"])
+                                     expected=["model", "version", "inputs", "outputs", "timeout_ms"])
             available = [s.name for s in model.outputs]
             wanted = payload.get("outputs") or available
             if not isinstance(wanted, list) or not all(isinstance(w, str) for w in wanted):
@@ -124,8 +140,46 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
                                      settings.default_timeout_ms)
             arrays = to_batch(model.inputs, payload["inputs"], settings.max_rows_per_request)
-            result = await entry.batcher.submit(arrays, deadline)
+            result = await infer(manager, entry, arrays, deadline)
             return json_response({"model": entry.name, "version": model.version,
                                   "outputs": {k: result[k] for k in wanted}})
 
+    async def classify_upload(request: Request, entry, body: bytes, ctype: str, k: int):
+        if k < 1:
+            raise InvalidRequest("top_k must be >= 1", field="top_k", received=k)
+        if ctype == "multipart/form-data":
+            data = await _multipart_file(request, body)
+        else:
+            data = body
+        rgb = decode_image(data, settings.max_image_pixels)
+        pre = getattr(entry.model, "preprocess_image", None)
+        if pre is None:
+            raise InvalidRequest(f"model {entry.name!r} does not take images", field="image")
+        row = pre(rgb)[None]
+        deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
+        out = await infer(manager, entry, {entry.model.inputs[0].name: row}, deadline)
+        prob = out["prob"] if "prob" in out else next(iter(out.values()))
+        return json_response({"model": entry.name, "version": entry.version,
+                              "top_k": top_k_labels(prob, entry.model.labels, k)[0]})
+
+    app.include_router(tfserving.router)
+    app.include_router(kserve.router)
+    if settings.api_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, open_paths=settings.open_paths)
     return app
+
+
+async def _multipart_file(request: Request, body: bytes) -> bytes:
+    """The first uploaded file of a multipart body (already read under the size limit)."""
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, receive).form(max_files=1, max_fields=8)
+    except Exception as e:  # noqa: BLE001 - malformed multipart
+        raise InvalidRequest(f"malformed multipart body: {e}", field="image") from None
+    files = [v for v in form.values() if hasattr(v, "read")]
+    if not files:
+        raise InvalidRequest("the multipart body holds no file; send the image as a file field named 'image'",
+                             field="image")
+    return await files[0].read()

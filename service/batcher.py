@@ -141,7 +141,7 @@ class DynamicBatcher:
             self._idle.clear()
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         while self._queue:
             item = self._queue.popleft()
@@ -186,7 +186,7 @@ class DynamicBatcher:
                 timeout = max(0.0, deadline - time.monotonic())
                 results = await asyncio.wait_for(asyncio.gather(*(asyncio.shield(i.future) for i in items)),
                                                  timeout)
-        except (asyncio.TimeoutError, asyncio.CancelledError) as e:
+        except (TimeoutError, asyncio.CancelledError) as e:
             for item in items:
                 if item.state == "queued":
                     self._queued_rows -= item.rows

@@ -9,7 +9,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from .batcher import BatchFailed, BatcherError, DeadlineExceeded, QueueFull, ShuttingDown
+from .batcher import BatcherError, BatchFailed, DeadlineExceeded, QueueFull, ShuttingDown
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 from .metrics import Metrics
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from .batcher import DynamicBatcher
-from .errors import ModelNotReady, UnknownModel
+from .errors import ModelNotReady, NotAcceptingWork, UnknownModel
 from .metrics import Metrics
 from .model import ModelConfig, ServedModel
 from .settings import BatchingOptions, Settings
@@ -59,6 +59,11 @@ class ModelManager:
         self.repository = repository
         self.entries: dict[str, ModelEntry] = {}
         self.scanned = False
+        self.draining = False        # SIGTERM seen: readiness 503
+        self.accepting = True        # False after the drain grace window: inference gets 503
+        self._reload_lock = asyncio.Lock()
+        self._failed_versions: dict[str, set[str]] = {}
+        self._poller: asyncio.Task | None = None
 
     async def start(self):
         """Scan the repository and load every model (one at a time, off the event loop)."""
@@ -79,33 +84,93 @@ class ModelManager:
         for entry in self.entries.values():
             if entry.state == "LOADING":
                 await self._load(entry)
+        self.start_polling()
 
-    async def _load(self, entry: ModelEntry):
-        self.metrics.set_model_state(entry.name, "none", "LOADING")
+    async def _load(self, entry: ModelEntry, version: int | None = None, background: bool = False) -> bool:
+        """Load (or reload) a model version; on success swap it in atomically and retire the old one.
+
+        A failed reload leaves the serving version untouched. Returns True on success."""
+        if not background:
+            self.metrics.set_model_state(entry.name, "none", "LOADING")
         t0 = time.monotonic()
         try:
-            entry.batching = BatchingOptions(**{**self.settings.batching.model_dump(), **entry.config.batching})
-            model = await asyncio.to_thread(self.repository.load, entry.config, entry.batching.max_batch_size)
+            batching = BatchingOptions(**{**self.settings.batching.model_dump(), **entry.config.batching})
+            model = await asyncio.to_thread(self.repository.load, entry.config, batching.max_batch_size, version)
         except Exception as e:  # noqa: BLE001 - a broken model must not stop the others
-            entry.state, entry.error = "FAILED", f"{type(e).__name__}: {e}"
+            error = f"{type(e).__name__}: {e}"
             self.metrics.model_load_failures.labels(entry.name).inc()
-            self.metrics.set_model_state(entry.name, "none", "FAILED")
-            logger.error("model %s failed to load: %s", entry.name, entry.error)
-            return
-        b = entry.batching
+            if version is not None:
+                self._failed_versions.setdefault(entry.name, set()).add(str(version))
+            if background and entry.state == "READY":
+                entry.error = f"version {version} failed to load, still serving {entry.version}: {error}"
+                logger.error("model %s: %s", entry.name, entry.error)
+            else:
+                entry.state, entry.error = "FAILED", error
+                self.metrics.set_model_state(entry.name, "none", "FAILED")
+                logger.error("model %s failed to load: %s", entry.name, error)
+            return False
+        b = batching
         batcher = DynamicBatcher(model.run_batch, replicas=len(model.devices), max_batch_size=b.max_batch_size,
                                  max_queue_delay_s=b.max_queue_delay_ms / 1000.0, max_queue_rows=b.max_queue_size,
                                  inflight_per_replica=b.inflight_per_replica,
                                  observer=self.metrics.observer(entry.name, model.devices), name=entry.name)
         await batcher.start()
-        entry.model, entry.batcher, entry.state, entry.error = model, batcher, "READY", None
+        old_model, old_batcher = entry.model, entry.batcher
+        # The swap: new requests see the new batcher from here on; requests already holding the old
+        # batcher finish on the old version.
+        entry.model, entry.batcher, entry.batching = model, batcher, batching
+        entry.state, entry.error = "READY", None
         entry.load_seconds = time.monotonic() - t0
         self.metrics.model_load_seconds.labels(entry.name).set(entry.load_seconds)
         self.metrics.set_model_state(entry.name, model.version, "READY")
         logger.info("model %s version %s ready on %s in %.2f s", entry.name, model.version,
                     ", ".join(model.devices), entry.load_seconds)
+        if old_batcher is not None:
+            asyncio.get_running_loop().create_task(self._retire(entry.name, old_model, old_batcher))
+        return True
+
+    async def _retire(self, name, model, batcher):
+        await batcher.stop(self.settings.shutdown_timeout_s)
+        await asyncio.to_thread(model.close)
+        logger.info("model %s version %s released", name, model.version)
+
+    # ----------------------------------------------------------------------------- versions
+    async def poll_once(self, only: str | None = None) -> dict[str, str]:
+        """Load the newest version of each model if it is newer than the served one."""
+        results = {}
+        async with self._reload_lock:
+            for entry in list(self.entries.values()):
+                if entry.config is None or (only is not None and entry.name != only):
+                    continue
+                versions = await asyncio.to_thread(self.repository.versions, entry.name)
+                if not versions:
+                    continue
+                newest = str(versions[-1])
+                current = entry.version
+                if current is not None and int(newest) <= int(current):
+                    results[entry.name] = f"serving {current}"
+                    continue
+                if only is None and newest in self._failed_versions.get(entry.name, set()):
+                    continue
+                ok = await self._load(entry, int(newest), background=entry.state == "READY")
+                results[entry.name] = f"loaded {newest}" if ok else f"failed {newest}: {entry.error}"
+        return results
+
+    async def _poll_forever(self):
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - polling must survive a bad repository state
+                logger.exception("repository poll failed")
+
+    def start_polling(self):
+        if self.settings.poll_interval_s > 0 and self._poller is None:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
 
     async def stop(self, timeout_s: float = 30.0):
+        if self._poller is not None:
+            self._poller.cancel()
         for entry in self.entries.values():
             if entry.batcher is not None:
                 await entry.batcher.stop(timeout_s)
@@ -113,6 +178,8 @@ class ModelManager:
                 await asyncio.to_thread(entry.model.close)
 
     def readiness(self) -> tuple[bool, list[str]]:
+        if self.draining:
+            return False, ["the server is shutting down (draining)"]
         if not self.scanned:
             return False, ["the model repository is being scanned"]
         if not self.entries:
@@ -121,8 +188,11 @@ class ModelManager:
                    for e in self.entries.values() if e.state != "READY"]
         return not reasons, reasons
 
-    def get(self, name: str | None) -> ModelEntry:
-        """The entry for ``name`` (or the only model when ``name`` is None); must be READY."""
+    def get(self, name: str | None, version: str | None = None) -> ModelEntry:
+        """The entry for ``name`` (or the only model when ``name`` is None); must be READY and, when
+        ``version`` is given, serving that version."""
+        if not self.accepting:
+            raise NotAcceptingWork("the server is shutting down and accepts no new inference requests")
         if not self.scanned:
             raise ModelNotReady("the server is starting: the model repository is being scanned")
         if name is None:
@@ -138,4 +208,14 @@ class ModelManager:
         if entry.state != "READY":
             raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""),
                                 field="model")
+        if version is not None and str(version) != entry.version:
+            raise UnknownModel(f"model {entry.name!r} version {str(version)[:20]!r} is not served; serving version "
+                               f"{entry.version}", field="version", expected=entry.version, received=str(version)[:20])
         return entry
+
+    def find(self, name: str) -> ModelEntry:
+        """The entry for ``name`` in any state (for status endpoints)."""
+        if name not in self.entries:
+            raise UnknownModel(f"unknown model {str(name)[:100]!r}; models: {sorted(self.entries)}", field="model",
+                               expected=sorted(self.entries), received=str(name)[:100])
+        return self.entries[name]

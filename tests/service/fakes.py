@@ -73,7 +73,10 @@ class FakeRepository:
         out += list(self.broken.items())
         return out
 
-    def load(self, config, max_batch_size):
+    def versions(self, name):
+        return [1]
+
+    def load(self, config, max_batch_size, version=None):
         time.sleep(self.load_delay_s)
         if config.name in self.fail_load:
             raise ValueError(f"checkpoint for {config.name} is corrupt")

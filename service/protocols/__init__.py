@@ -1,0 +1,1 @@
+"""Wire protocols beside ``/predict``: TF Serving REST (``/v1``) and KServe v2 / Triton HTTP (``/v2``)."""

@@ -1,0 +1,257 @@
+"""KServe v2 / Triton HTTP protocol, with the binary tensor data extension.
+
+* ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``
+* ``GET /v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``
+* ``POST /v2/models/{name}[/versions/{v}]/infer``: JSON tensors, or a JSON header of
+  ``Inference-Header-Content-Length`` bytes followed by raw little-endian tensor bytes for inputs
+  whose ``parameters.binary_data_size`` is set. Outputs come back as binary when requested
+  (``outputs[i].parameters.binary_data`` or ``parameters.binary_data_output``).
+* ``POST /v2/repository/models/{name}/load``: load the newest version now (hot reload).
+"""
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from ..errors import InvalidRequest, ServiceError
+from ..http import deadline_from, instrument, json_response, read_body
+from ..inference import infer
+from ..validation import check_array
+
+__all__ = ["router", "DATATYPES"]
+
+router = APIRouter(tags=["KServe v2 protocol"])
+
+DATATYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+             "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
+             "FP32": np.float32, "FP64": np.float64}
+_NP_TO_V2 = {np.dtype(v): k for k, v in DATATYPES.items()}
+HEADER_LEN = "inference-header-content-length"
+
+
+def v2_datatype(dtype) -> str:
+    return _NP_TO_V2.get(np.dtype(dtype), "BYTES")
+
+
+@router.get("/v2", summary="Server metadata")
+async def server_metadata():
+    return {"name": "tpserve", "version": "0.1.0", "extensions": ["binary_tensor_data", "model_repository"]}
+
+
+@router.get("/v2/health/live", summary="Liveness")
+async def live():
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", summary="Readiness")
+async def ready(request: Request):
+    ok, reasons = request.app.state.manager.readiness()
+    return json_response({"ready": ok, **({} if ok else {"reasons": reasons})}, status=200 if ok else 503)
+
+
+def _model_metadata(entry):
+    m = entry.model
+    if m is None:
+        raise ServiceError(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
+    return {"name": entry.name, "versions": [entry.version], "platform": "tensorflow_graphdef",
+            "inputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": [-1, *[
+                -1 if d is None else d for d in s.shape]]} for s in m.inputs],
+            "outputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": [-1, *[
+                -1 if d is None else d for d in s.shape]]} for s in m.outputs]}
+
+
+@router.get("/v2/models/{name}", summary="Model metadata")
+async def model_metadata(request: Request, name: str):
+    return json_response(_model_metadata(request.app.state.manager.find(name)))
+
+
+@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (pinned version)")
+async def model_version_metadata(request: Request, name: str, version: str):
+    return json_response(_model_metadata(request.app.state.manager.get(name, version)))
+
+
+@router.get("/v2/models/{name}/ready", summary="Model readiness")
+async def model_ready(request: Request, name: str):
+    entry = request.app.state.manager.find(name)
+    ok = entry.state == "READY" and request.app.state.manager.accepting
+    return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
+
+
+@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness")
+async def model_version_ready(request: Request, name: str, version: str):
+    entry = request.app.state.manager.find(name)
+    ok = entry.state == "READY" and entry.version == version
+    return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
+
+
+@router.post("/v2/repository/models/{name}/load", summary="Load the newest version of a model now")
+async def repository_load(request: Request, name: str):
+    manager = request.app.state.manager
+    manager.find(name)
+    result = await manager.poll_once(only=name)
+    entry = manager.find(name)
+    msg = result.get(name, f"serving {entry.version}")
+    if msg.startswith("failed"):
+        return json_response({"error": msg, "name": name, "version": entry.version}, status=500)
+    return json_response({"name": name, "version": entry.version, "result": msg})
+
+
+def _parse_request(body: bytes, header_len: str | None):
+    if header_len is not None:
+        try:
+            n = int(header_len)
+        except ValueError:
+            raise InvalidRequest("Inference-Header-Content-Length must be an integer", field=HEADER_LEN,
+                                 received=header_len[:40]) from None
+        if not 0 < n <= len(body):
+            raise InvalidRequest(f"Inference-Header-Content-Length {n} does not fit the {len(body)}-byte body",
+                                 field=HEADER_LEN, expected=f"1..{len(body)}", received=n)
+        head, binary = body[:n], memoryview(body)[n:]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        payload = orjson.loads(head)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"malformed JSON in the inference header: {e}") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("the inference request must be a JSON object")
+    return payload, binary
+
+
+def _input_arrays(model, payload, binary, max_rows):
+    inputs = payload.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidRequest("'inputs' must be a non-empty list of tensors", field="inputs")
+    specs = {s.name: s for s in model.inputs}
+    arrays, offset = {}, 0
+    for i, t in enumerate(inputs):
+        field = f"inputs[{i}]"
+        if not isinstance(t, dict):
+            raise InvalidRequest(f"{field} must be an object", field=field)
+        name, shape, dt = t.get("name"), t.get("shape"), t.get("datatype")
+        if name not in specs:
+            raise InvalidRequest(f"{field}: unknown input {str(name)[:60]!r}; this model takes {sorted(specs)}",
+                                 field=f"{field}.name", expected=sorted(specs), received=str(name)[:60])
+        if name in arrays:
+            raise InvalidRequest(f"{field}: input {name!r} given twice", field=f"{field}.name")
+        if dt not in DATATYPES:
+            raise InvalidRequest(f"{field}: unsupported datatype {str(dt)[:20]!r}", field=f"{field}.datatype",
+                                 expected=sorted(DATATYPES), received=str(dt)[:20])
+        if (not isinstance(shape, list) or not shape or len(shape) > 8
+                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
+            raise InvalidRequest(f"{field}: 'shape' must be a list of non-negative integers", field=f"{field}.shape",
+                                 received=str(shape)[:80])
+        count = 1
+        for d in shape:
+            count *= d
+            if count > max_rows * 10_000_000:
+                raise InvalidRequest(f"{field}: declared shape {shape} is far larger than any request can be",
+                                     field=f"{field}.shape", received=shape)
+        dtype = np.dtype(DATATYPES[dt])
+        params = t.get("parameters") or {}
+        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        if size is not None:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                raise InvalidRequest(f"{field}: binary_data_size must be a non-negative integer",
+                                     field=f"{field}.parameters.binary_data_size", received=str(size)[:20])
+            if size != count * dtype.itemsize:
+                raise InvalidRequest(f"{field}: binary_data_size {size} does not match shape {shape} of {dt} "
+                                     f"({count * dtype.itemsize} bytes)", field=f"{field}.parameters.binary_data_size",
+                                     expected=count * dtype.itemsize, received=size)
+            if offset + size > len(binary):
+                raise InvalidRequest(f"{field}: the body holds {len(binary) - offset} bytes of binary data, "
+                                     f"{size} declared", field=f"{field}.parameters.binary_data_size",
+                                     expected=size, received=len(binary) - offset)
+            arr = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).reshape(shape)
+            offset += size
+        else:
+            data = t.get("data")
+            if not isinstance(data, list):
+                raise InvalidRequest(f"{field}: 'data' must be a list (or use binary_data_size)", field=f"{field}.data")
+            try:
+                arr = np.asarray(data, dtype=dtype)
+            except (ValueError, TypeError):
+                raise InvalidRequest(f"{field}: 'data' must hold {dt} numbers", field=f"{field}.data") from None
+            if arr.size != count:
+                raise InvalidRequest(f"{field}: 'data' has {arr.size} elements, shape {shape} needs {count}",
+                                     field=f"{field}.data", expected=count, received=int(arr.size))
+            arr = arr.reshape(shape)
+        if len(shape) and shape[0] > max_rows:
+            raise InvalidRequest(f"{field}: {shape[0]} rows, limit is {max_rows}", field=f"{field}.shape")
+        arrays[name] = check_array(specs[name], arr, field)
+    if offset != len(binary):
+        raise InvalidRequest(f"the body has {len(binary) - offset} bytes of binary data that no input declared",
+                             expected=offset, received=len(binary))
+    missing = sorted(set(specs) - set(arrays))
+    if missing:
+        raise InvalidRequest(f"missing input(s) {missing}", field="inputs", expected=sorted(specs))
+    rows = {a.shape[0] for a in arrays.values()}
+    if len(rows) != 1:
+        raise InvalidRequest("inputs have different batch sizes", field="inputs")
+    return arrays
+
+
+def _requested_outputs(model, payload):
+    names = [s.name for s in model.outputs]
+    default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    req = payload.get("outputs")
+    if req is None:
+        return [(n, default_binary) for n in names]
+    if not isinstance(req, list):
+        raise InvalidRequest("'outputs' must be a list", field="outputs")
+    out = []
+    for i, o in enumerate(req):
+        n = o.get("name") if isinstance(o, dict) else None
+        if n not in names:
+            raise InvalidRequest(f"outputs[{i}]: unknown output {str(n)[:60]!r}; this model has {names}",
+                                 field=f"outputs[{i}].name", expected=names, received=str(n)[:60])
+        params = o.get("parameters") or {}
+        out.append((n, bool(params.get("binary_data", default_binary))))
+    return out
+
+
+@router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)")
+async def infer_latest(request: Request, name: str):
+    return await _infer(request, name, None)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version")
+async def infer_version(request: Request, name: str, version: str):
+    return await _infer(request, name, version)
+
+
+async def _infer(request: Request, name: str, version: str | None):
+    app = request.app
+    settings, manager = app.state.settings, app.state.manager
+    with instrument(app.state.metrics, "v2:infer") as obs:
+        entry = manager.get(name, version)
+        obs.model = entry.name
+        body = await read_body(request, settings.max_body_bytes)
+        payload, binary = _parse_request(body, request.headers.get(HEADER_LEN))
+        arrays = _input_arrays(entry.model, payload, binary, settings.max_rows_per_request)
+        wanted = _requested_outputs(entry.model, payload)
+        params = payload.get("parameters") or {}
+        deadline = deadline_from(params.get("timeout_ms") if isinstance(params, dict) else None,
+                                 request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
+        out = await infer(manager, entry, arrays, deadline)
+        outputs, chunks = [], []
+        for n, as_binary in wanted:
+            a = np.ascontiguousarray(out[n])
+            desc = {"name": n, "datatype": v2_datatype(a.dtype), "shape": list(a.shape)}
+            if as_binary:
+                raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
+                desc["parameters"] = {"binary_data_size": len(raw)}
+                chunks.append(raw)
+            else:
+                desc["data"] = a.reshape(-1)
+            outputs.append(desc)
+        resp = {"model_name": entry.name, "model_version": entry.version, "outputs": outputs}
+        if "id" in payload:
+            resp["id"] = payload["id"]
+        head = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)
+        if not chunks:
+            return Response(head, media_type="application/json")
+        return Response(head + b"".join(chunks), media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(len(head))})

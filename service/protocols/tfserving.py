@@ -1,0 +1,212 @@
+"""TensorFlow Serving's REST API, so existing TF Serving clients work unchanged.
+
+* ``GET  /v1/models/{name}[/versions/{v}]``            model status
+* ``GET  /v1/models/{name}[/versions/{v}]/metadata``   signature
+* ``POST /v1/models/{name}[/versions/{v}]:predict``    ``instances`` (rows) or ``inputs`` (columns)
+* ``POST /v1/models/{name}[/versions/{v}]:classify``   top-k labels and scores (also takes an image body)
+
+Errors are ``{"error": "..."}`` as in TF Serving. A ``{"b64": "..."}`` value for an image model is a
+base64-encoded PNG/JPEG, decoded and preprocessed as the model's zoo entry specifies.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from ..errors import InvalidRequest, ServiceError, UnknownModel
+from ..http import deadline_from, instrument, json_response, parse_json, read_body
+from ..images import IMAGE_TYPES, decode_image, top_k
+from ..inference import infer
+from ..validation import to_batch
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["TF Serving REST API"])
+
+
+def _split(name_verb: str) -> tuple[str, str | None]:
+    name, sep, verb = name_verb.partition(":")
+    return name, (verb if sep else None)
+
+
+def _status(entry, version=None):
+    state = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "END"}.get(entry.state, "UNKNOWN")
+    ver = entry.version or "0"
+    if version is not None and str(version) != ver:
+        raise UnknownModel(f"model {entry.name!r} version {version!r} is not served; serving {ver}")
+    return {"model_version_status": [{"version": ver, "state": state, "status": {
+        "error_code": "OK" if entry.state == "READY" else "UNAVAILABLE", "error_message": entry.error or ""}}]}
+
+
+def _dtype_name(dt) -> str:
+    return {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "uint8": "DT_UINT8", "int32": "DT_INT32",
+            "int64": "DT_INT64", "float16": "DT_HALF"}.get(np.dtype(dt).name, "DT_INVALID")
+
+
+def _tensor_info(spec):
+    dims = [{"size": "-1"}] + [{"size": str(-1 if d is None else d)} for d in spec.shape]
+    return {"dtype": _dtype_name(spec.dtype), "tensor_shape": {"dim": dims}, "name": spec.name + ":0"}
+
+
+def _metadata(entry, version=None):
+    _status(entry, version)
+    m = entry.model
+    if m is None:
+        raise ServiceError(f"model {entry.name!r} is {entry.state}")
+    sig = {"inputs": {s.name: _tensor_info(s) for s in m.inputs},
+           "outputs": {s.name: _tensor_info(s) for s in m.outputs}, "method_name": "tensorflow/serving/predict"}
+    return {"model_spec": {"name": entry.name, "signature_name": "", "version": entry.version},
+            "metadata": {"signature_def": {"signature_def": {"serving_default": sig}}}}
+
+
+async def _get(request: Request, name_verb: str, version: str | None = None):
+    name, verb = _split(name_verb)
+    entry = request.app.state.manager.find(name)
+    if verb is None:
+        return json_response(_status(entry, version))
+    if verb == "metadata":
+        return json_response(_metadata(entry, version))
+    raise UnknownModel(f"unknown path verb {verb!r}; GET supports the status and /metadata")
+
+
+@router.get("/v1/models/{name}", summary="TF Serving model status")
+async def model_status(request: Request, name: str):
+    return await _get(request, name)
+
+
+@router.get("/v1/models/{name}/metadata", summary="TF Serving model metadata (signature)")
+async def model_metadata(request: Request, name: str):
+    return await _get(request, name + ":metadata")
+
+
+@router.get("/v1/models/{name}/versions/{version}", summary="TF Serving model status (pinned version)")
+async def model_version_status(request: Request, name: str, version: str):
+    return await _get(request, name, version)
+
+
+@router.get("/v1/models/{name}/versions/{version}/metadata", summary="TF Serving metadata (pinned version)")
+async def model_version_metadata(request: Request, name: str, version: str):
+    return await _get(request, name + ":metadata", version)
+
+
+def _decode_value(spec, value, max_pixels, model, field):
+    """One instance value: nested list, or {"b64": ...} image bytes for an image model."""
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        try:
+            raw = base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise InvalidRequest("invalid base64 in 'b64'", field=field, expected="base64 text") from None
+        return _image_row(model, decode_image(raw, max_pixels), field)
+    return value
+
+
+def _image_row(model, rgb, field):
+    pre = getattr(model, "preprocess_image", None)
+    if pre is None:
+        raise InvalidRequest(f"model {model.name!r} does not take images", field=field)
+    return pre(rgb)
+
+
+def _rows_to_columns(model, instances, max_pixels):
+    """TF Serving row format -> {input: list of per-row values}."""
+    if not isinstance(instances, list) or not instances:
+        raise InvalidRequest("'instances' must be a non-empty list", field="instances", expected="list of rows")
+    names = [s.name for s in model.inputs]
+    cols: dict[str, list] = {n: [] for n in names}
+    for i, inst in enumerate(instances):
+        if isinstance(inst, dict) and not (set(inst) == {"b64"}):
+            extra = sorted(set(inst) - set(names))
+            missing = [n for n in names if n not in inst]
+            if extra or missing:
+                raise InvalidRequest(f"instance {i}: inputs must be {names}, got {sorted(inst)}",
+                                     field=f"instances[{i}]", expected=names, received=sorted(inst))
+            for s in model.inputs:
+                cols[s.name].append(_decode_value(s, inst[s.name], max_pixels, model, f"instances[{i}].{s.name}"))
+        else:
+            if len(names) != 1:
+                raise InvalidRequest(f"instance {i}: this model takes {names}; send objects", field=f"instances[{i}]")
+            cols[names[0]].append(_decode_value(model.inputs[0], inst, max_pixels, model, f"instances[{i}]"))
+    return {n: (np.stack(v) if v and isinstance(v[0], np.ndarray) else v) for n, v in cols.items()}
+
+
+def _batch_from(model, payload, settings):
+    if "instances" in payload and "inputs" in payload:
+        raise InvalidRequest("send either 'instances' (row format) or 'inputs' (columnar), not both")
+    if "instances" in payload:
+        cols = _rows_to_columns(model, payload["instances"], settings.max_image_pixels)
+        row_format = True
+    elif "inputs" in payload:
+        cols = payload["inputs"]
+        if not isinstance(cols, dict):
+            cols = {model.inputs[0].name: cols} if len(model.inputs) == 1 else cols
+        row_format = False
+    else:
+        raise InvalidRequest("missing 'instances' or 'inputs'", expected=["instances", "inputs"])
+    arrays = {}
+    for s in model.inputs:
+        v = cols.get(s.name) if isinstance(cols, dict) else None
+        if isinstance(v, np.ndarray):
+            from ..validation import check_array
+
+            arrays[s.name] = check_array(s, v, s.name)
+    rest = {k: v for k, v in cols.items() if k not in arrays} if isinstance(cols, dict) else cols
+    if rest:
+        arrays.update(to_batch([s for s in model.inputs if s.name not in arrays], rest,
+                               settings.max_rows_per_request, field="instances" if row_format else "inputs"))
+    return arrays, row_format
+
+
+@router.post("/v1/models/{name_verb}", summary="TF Serving :predict / :classify")
+async def post_model(request: Request, name_verb: str):
+    return await _post(request, name_verb, None)
+
+
+@router.post("/v1/models/{name}/versions/{version_verb}", summary="TF Serving :predict / :classify (pinned)")
+async def post_model_version(request: Request, name: str, version_verb: str):
+    version, verb = _split(version_verb)
+    return await _post(request, f"{name}:{verb}" if verb else name, version)
+
+
+async def _post(request: Request, name_verb: str, version: str | None):
+    app = request.app
+    settings, manager = app.state.settings, app.state.manager
+    name, verb = _split(name_verb)
+    route = f"v1:{verb}" if verb in ("predict", "classify") else "v1"
+    with instrument(app.state.metrics, route) as obs:
+        if verb not in ("predict", "classify"):
+            raise UnknownModel(f"unknown verb {verb!r}; POST supports :predict and :classify",
+                               expected=[":predict", ":classify"], received=verb)
+        entry = manager.get(name, version)
+        obs.model = entry.name
+        model = entry.model
+        body = await read_body(request, settings.max_body_bytes)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype in IMAGE_TYPES:
+            arrays = {model.inputs[0].name: _image_row(model, decode_image(body, settings.max_image_pixels),
+                                                       "body")[None]}
+            payload, row_format = {}, True
+        else:
+            payload = parse_json(body)
+            arrays, row_format = _batch_from(model, payload, settings)
+        deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
+                                 settings.default_timeout_ms)
+        out = await infer(manager, entry, arrays, deadline)
+        if verb == "classify":
+            k = payload.get("top_k", 5)
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
+            prob_name = "prob" if "prob" in out else next(iter(out))
+            results = top_k(out[prob_name], model.labels, k)
+            return json_response({"results": [[[r["label"], r["score"]] for r in row] for row in results]})
+        names = [s.name for s in model.outputs]
+        if row_format:
+            n = len(next(iter(out.values())))
+            if len(names) == 1:
+                preds = out[names[0]]
+            else:
+                preds = [{k: out[k][i] for k in names} for i in range(n)]
+            return json_response({"predictions": preds})
+        return json_response({"outputs": out[names[0]] if len(names) == 1 else {k: out[k] for k in names}})
