@@ -178,8 +178,11 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
         form = await Request(request.scope, receive).form(max_files=1, max_fields=8)
     except Exception as e:  # noqa: BLE001 - malformed multipart
         raise InvalidRequest(f"malformed multipart body: {e}", field="image") from None
-    files = [v for v in form.values() if hasattr(v, "read")]
-    if not files:
-        raise InvalidRequest("the multipart body holds no file; send the image as a file field named 'image'",
-                             field="image")
-    return await files[0].read()
+    try:
+        files = [v for v in form.values() if hasattr(v, "read")]
+        if not files:
+            raise InvalidRequest("the multipart body holds no file; send the image as a file field named 'image'",
+                                 field="image")
+        return await files[0].read()
+    finally:
+        await form.close()

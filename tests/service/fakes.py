@@ -52,9 +52,15 @@ def doubler(name="double", **kw):
 
 
 def pixels(name="pixels", **kw):
-    return FakeModel(name, [TensorSpec("image", np.dtype("uint8"), (2, 2), (0, 255))],
-                     lambda d: {"mean": d["image"].reshape(len(d["image"]), -1).mean(axis=1).astype(np.float32)},
-                     labels=["a", "b"], **kw)
+    """Takes 2x2 uint8 'images'; 'prob' says whether the mean pixel is dark (a) or bright (b)."""
+    def fn(d):
+        mean = d["image"].reshape(len(d["image"]), -1).mean(axis=1).astype(np.float32) / 255.0
+        return {"mean": mean * 255.0, "prob": np.stack([1.0 - mean, mean], axis=1).astype(np.float32)}
+
+    m = FakeModel(name, [TensorSpec("image", np.dtype("uint8"), (2, 2), (0, 255))], fn, labels=["a", "b"], **kw)
+    # an "image model": uploads are reduced to the red channel of their top-left 2x2 pixels
+    m.preprocess_image = lambda rgb: np.ascontiguousarray(rgb[:2, :2, 0])
+    return m
 
 
 class FakeRepository:
