@@ -12,7 +12,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from .auth import ApiKeyMiddleware
 from .batcher import BatcherError
 from .errors import InvalidRequest, ServiceError
-from .http import deadline_from, error_response, instrument, json_response, parse_json, read_body
+from .http import (
+    deadline_from,
+    error_response,
+    instrument,
+    json_response,
+    multipart_file,
+    parse_json,
+    read_body,
+)
 from .images import IMAGE_TYPES, decode_image
 from .images import top_k as top_k_labels
 from .inference import infer
@@ -148,7 +156,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
         if k < 1:
             raise InvalidRequest("top_k must be >= 1", field="top_k", received=k)
         if ctype == "multipart/form-data":
-            data = await _multipart_file(request, body)
+            data = await multipart_file(request, body)
         else:
             data = body
         rgb = decode_image(data, settings.max_image_pixels)
@@ -167,22 +175,3 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     if settings.api_keys:
         app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, open_paths=settings.open_paths)
     return app
-
-
-async def _multipart_file(request: Request, body: bytes) -> bytes:
-    """The first uploaded file of a multipart body (already read under the size limit)."""
-    async def receive():
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    try:
-        form = await Request(request.scope, receive).form(max_files=1, max_fields=8)
-    except Exception as e:  # noqa: BLE001 - malformed multipart
-        raise InvalidRequest(f"malformed multipart body: {e}", field="image") from None
-    try:
-        files = [v for v in form.values() if hasattr(v, "read")]
-        if not files:
-            raise InvalidRequest("the multipart body holds no file; send the image as a file field named 'image'",
-                                 field="image")
-        return await files[0].read()
-    finally:
-        await form.close()

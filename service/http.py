@@ -13,7 +13,8 @@ from .batcher import BatcherError, BatchFailed, DeadlineExceeded, QueueFull, Shu
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 from .metrics import Metrics
 
-__all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from"]
+__all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from",
+           "multipart_file"]
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -129,3 +130,22 @@ def instrument(metrics: Metrics, route: str):
     finally:
         metrics.requests.labels(obs.model, route, str(obs.code)).inc()
         metrics.request_duration.labels(obs.model, route).observe(time.monotonic() - t0)
+
+
+async def multipart_file(request: Request, body: bytes) -> bytes:
+    """The first uploaded file of a multipart body (already read under the size limit)."""
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(request.scope, receive).form(max_files=1, max_fields=8)
+    except Exception as e:  # noqa: BLE001 - malformed multipart
+        raise InvalidRequest(f"malformed multipart body: {e}", field="image") from None
+    try:
+        files = [v for v in form.values() if hasattr(v, "read")]
+        if not files:
+            raise InvalidRequest("the multipart body holds no file; send the image as a file field named 'image'",
+                                 field="image")
+        return await files[0].read()
+    finally:
+        await form.close()

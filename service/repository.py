@@ -129,6 +129,7 @@ class TFModel:
                        for i in zoo.inputs]
         self._output_names = [o.name for o in zoo.outputs]
         self.labels = list(zoo.labels) if zoo.labels else None
+        self.preprocess_image = zoo.preprocess_image   # uploads: decode -> this -> one input row
         pconfig = layers.PredictConfig(
             model=zoo.model, input_names=[i.name for i in zoo.inputs], output_names=[o.tensor for o in zoo.outputs],
             session_init=layers.SmartInit(weights), intra_op_threads=settings.intra_op_threads,

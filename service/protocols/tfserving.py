@@ -17,7 +17,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ..errors import InvalidRequest, ServiceError, UnknownModel
-from ..http import deadline_from, instrument, json_response, parse_json, read_body
+from ..http import deadline_from, instrument, json_response, multipart_file, parse_json, read_body
 from ..images import IMAGE_TYPES, decode_image, top_k
 from ..inference import infer
 from ..validation import to_batch
@@ -184,9 +184,10 @@ async def _post(request: Request, name_verb: str, version: str | None):
         model = entry.model
         body = await read_body(request, settings.max_body_bytes)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype in IMAGE_TYPES:
-            arrays = {model.inputs[0].name: _image_row(model, decode_image(body, settings.max_image_pixels),
-                                                       "body")[None]}
+        if ctype in IMAGE_TYPES or ctype == "multipart/form-data":
+            data = await multipart_file(request, body) if ctype == "multipart/form-data" else body
+            arrays = {model.inputs[0].name: _image_row(model, decode_image(data, settings.max_image_pixels),
+                                                       "image")[None]}
             payload, row_format = {}, True
         else:
             payload = parse_json(body)
