@@ -26,7 +26,8 @@ def reference_predictor():
 
     zoo = model_zoo.get("mnist-convnet")
     weights = next((REPO / "digits" / "1").glob("*.npz"))
-    cfg = layers.PredictConfig(model=zoo.model, output_names=[o.tensor for o in zoo.outputs],
+    cfg = layers.PredictConfig(model=zoo.model, input_names=zoo.input_names,
+                               output_names=[o.tensor for o in zoo.outputs],
                                session_init=layers.SmartInit(str(weights)))
     return layers.OfflinePredictor(cfg), [o.name for o in zoo.outputs]
 
