@@ -10,7 +10,6 @@ import threading
 import time
 
 import httpx
-import numpy as np
 
 from .realmodel import REPO, ROOT, heldout
 
