@@ -120,10 +120,12 @@ class Server:
 
 
 def run_wrk(url: str, body_file: Path, conc: int, duration_s: float) -> dict:
-    cmd = ["wrk", f"-t{min(conc, 2)}", f"-c{conc}", f"-d{duration_s}s", "--timeout", "30s", "-s", str(LUA),
-           url + "/predict"]
-    out = subprocess.run(cmd, env=dict(os.environ, BODY_FILE=str(body_file)), capture_output=True, text=True,
-                         check=True).stdout
+    cmd = ["wrk", f"-t{min(conc, 2)}", f"-c{conc}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s",
+           "-s", str(LUA), url + "/predict"]
+    proc = subprocess.run(cmd, env=dict(os.environ, BODY_FILE=str(body_file)), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    out = proc.stdout
     m = re.search(r"WRKJSON (\{.*\})", out)
     if not m:
         raise RuntimeError(f"unexpected wrk output:\n{out}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", help="'auto', 'cpu' or 'gpu:0,1'")
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
+    # Quiet TensorFlow's C++ start-up chatter unless the operator asked for it (this is the server
+    # process's entry point, not a library import).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from pydantic import ValidationError
 

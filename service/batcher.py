@@ -13,7 +13,11 @@ Policy:
   with a Retry-After estimate from the measured service rate;
 * a request past its deadline is answered ``DeadlineExceeded`` and never computed; a cancelled
   request (client gone) is dropped before it is computed;
-* an exception in ``run_batch`` fails exactly the requests in that batch (``BatchFailed``).
+* an exception in ``run_batch`` fails exactly the requests in that batch (``BatchFailed``);
+* health: ``health()`` says why the model can no longer serve — ``unhealthy_after_failures``
+  consecutive failed batches, or a batch running longer than ``stuck_batch_s`` (a hung model);
+  while every slot holds such a stuck batch, new requests are refused at once (``ModelUnavailable``)
+  instead of waiting for their deadline. A successful batch clears the failure count.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 __all__ = ["DynamicBatcher", "BatcherError", "QueueFull", "DeadlineExceeded", "BatchFailed", "ShuttingDown",
-           "BatchObserver"]
+           "ModelUnavailable", "BatchObserver"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -53,6 +57,10 @@ class BatchFailed(BatcherError):
 
 
 class ShuttingDown(BatcherError):
+    pass
+
+
+class ModelUnavailable(BatcherError):
     pass
 
 
@@ -91,7 +99,8 @@ class DynamicBatcher:
 
     def __init__(self, run_batch: Callable[[int, Arrays], Mapping[str, np.ndarray]], *, replicas: int = 1,
                  max_batch_size: int = 64, max_queue_delay_s: float = 0.0, max_queue_rows: int = 2048,
-                 inflight_per_replica: int = 1, observer: BatchObserver | None = None, name: str = "model"):
+                 inflight_per_replica: int = 1, observer: BatchObserver | None = None, name: str = "model",
+                 unhealthy_after_failures: int = 0, stuck_batch_s: float = 0.0):
         for arg, val, lo in (("replicas", replicas, 1), ("max_batch_size", max_batch_size, 1),
                              ("max_queue_rows", max_queue_rows, 1), ("inflight_per_replica", inflight_per_replica, 1)):
             if not isinstance(val, int) or val < lo:
@@ -116,6 +125,11 @@ class DynamicBatcher:
         self._closed = False
         self._idle = asyncio.Event()
         self._rate_rows_per_s = 0.0   # EWMA of the service rate, for Retry-After
+        self.unhealthy_after_failures = unhealthy_after_failures   # 0 = never
+        self.stuck_batch_s = float(stuck_batch_s)                   # 0 = no watchdog
+        self._consecutive_failures = 0
+        self._last_failure = ""
+        self._running_since: dict[int, float] = {}                  # id(batch) -> start (monotonic)
 
     # ----------------------------------------------------------------------------- lifecycle
     @property
@@ -125,6 +139,23 @@ class DynamicBatcher:
     @property
     def running_batches(self) -> int:
         return self._running
+
+    def _stuck_batches(self, now: float) -> int:
+        if not self.stuck_batch_s:
+            return 0
+        return sum(1 for t in self._running_since.values() if now - t > self.stuck_batch_s)
+
+    def health(self) -> str | None:
+        """None while the model can serve; otherwise why not (see the module docstring)."""
+        if self.unhealthy_after_failures and self._consecutive_failures >= self.unhealthy_after_failures:
+            return f"{self._consecutive_failures} consecutive batches failed (last: {self._last_failure})"
+        now = time.monotonic()
+        stuck = self._stuck_batches(now)
+        if stuck:
+            age = now - min(self._running_since.values())
+            return (f"{stuck} batch(es) stuck: running for {age:.1f} s, longer than the {self.stuck_batch_s:g} s "
+                    "watchdog (TPSERVE_STUCK_BATCH_TIMEOUT_S)")
+        return None
 
     async def start(self):
         if self._executor is not None:
@@ -165,6 +196,9 @@ class DynamicBatcher:
         if deadline is not None and deadline <= time.monotonic():
             self._observer.on_reject("deadline")
             raise DeadlineExceeded("the request's deadline passed before it was queued")
+        if self.stuck_batch_s and self._stuck_batches(time.monotonic()) >= self._n_slots:
+            self._observer.on_reject("unavailable")
+            raise ModelUnavailable(f"model {self.name!r} is unavailable: {self.health()}")
         if self._queued_rows + rows > self.max_queue_rows:
             self._observer.on_reject("queue_full")
             raise QueueFull(self._queued_rows, self.max_queue_rows, self._retry_after())
@@ -257,15 +291,19 @@ class DynamicBatcher:
     async def _execute(self, replica: int, batch: list[_Item], rows: int):
         started = time.monotonic()
         waits = [started - i.enqueued for i in batch]
+        self._running_since[id(batch)] = started
         try:
             outputs, compute_s = await self._loop.run_in_executor(self._executor, self._run_in_thread, replica,
                                                                   batch)
         except Exception as e:  # noqa: BLE001 - any model failure fails exactly this batch
             msg = f"inference failed for a batch of {rows} rows: {type(e).__name__}: {str(e)[:200]}"
+            self._consecutive_failures += 1
+            self._last_failure = msg
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(BatchFailed(msg))
         else:
+            self._consecutive_failures = 0
             self._observer.on_batch(rows, len(batch), waits, compute_s, replica)
             rate = rows / max(compute_s, 1e-6) * self.replicas
             self._rate_rows_per_s = rate if self._rate_rows_per_s == 0 else 0.8 * self._rate_rows_per_s + 0.2 * rate
@@ -275,6 +313,7 @@ class DynamicBatcher:
                     item.future.set_result({k: v[offset:offset + item.rows] for k, v in outputs.items()})
                 offset += item.rows
         finally:
+            self._running_since.pop(id(batch), None)
             self._running -= 1
             self._slots.append(replica)
             self._kick()

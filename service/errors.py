@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ServiceError", "InvalidRequest", "PayloadTooLarge", "UnknownModel", "ModelNotReady", "NotAcceptingWork"]
+__all__ = ["ServiceError", "InvalidRequest", "PayloadTooLarge", "RequestTimeout", "UnknownModel", "ModelNotReady",
+           "NotAcceptingWork"]
 
 
 class ServiceError(Exception):
@@ -37,6 +38,10 @@ class InvalidRequest(ServiceError):
 
 class PayloadTooLarge(ServiceError):
     status = 413
+
+
+class RequestTimeout(ServiceError):
+    status = 408
 
 
 class UnknownModel(ServiceError):

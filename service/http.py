@@ -1,6 +1,7 @@
 """HTTP plumbing shared by the routers: bounded body reading, JSON in/out, error mapping, metrics."""
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from contextlib import contextmanager
@@ -9,8 +10,8 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from .batcher import BatcherError, BatchFailed, DeadlineExceeded, QueueFull, ShuttingDown
-from .errors import InvalidRequest, PayloadTooLarge, ServiceError
+from .batcher import BatcherError, BatchFailed, DeadlineExceeded, ModelUnavailable, QueueFull, ShuttingDown
+from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError
 from .metrics import Metrics
 
 __all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from",
@@ -36,7 +37,7 @@ def to_service_error(exc: Exception) -> ServiceError:
         err = ServiceError(str(exc))
         err.status = 504
         return err
-    if isinstance(exc, ShuttingDown):
+    if isinstance(exc, (ShuttingDown, ModelUnavailable)):
         err = ServiceError(str(exc))
         err.status = 503
         return err
@@ -50,8 +51,16 @@ def error_response(exc: Exception) -> Response:
     return json_response(err.body(), status=err.status, headers=err.headers)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """Read the body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+# The body is left unread on these answers: close the connection rather than drain what the client still sends.
+_CLOSE = {"Connection": "close"}
+
+
+async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+    """Read the body, refusing (413) as soon as it exceeds ``limit`` bytes, and (408) when it has not
+    fully arrived within ``timeout_s`` (default: the app's ``settings.body_timeout_s``; a client that
+    trickles bytes or declares more than it sends must not hold a request open forever)."""
+    if timeout_s is None:
+        timeout_s = getattr(getattr(request.app.state, "settings", None), "body_timeout_s", None)
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -61,14 +70,19 @@ async def read_body(request: Request, limit: int) -> bytes:
                                  received=declared[:40]) from None
         if n > limit:
             raise PayloadTooLarge(f"request body is {n} bytes, the limit is {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
-                                  expected=f"<= {limit} bytes", received=n)
+                                  expected=f"<= {limit} bytes", received=n, headers=_CLOSE)
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
-                                  expected=f"<= {limit} bytes", received=f"> {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
+                                          expected=f"<= {limit} bytes", received=f"> {limit} bytes", headers=_CLOSE)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s ({size} bytes received; "
+                             "TPSERVE_BODY_TIMEOUT_S)", received=f"{size} bytes", headers=_CLOSE) from None
     return b"".join(chunks)
 
 

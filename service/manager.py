@@ -36,13 +36,18 @@ class ModelEntry:
     def version(self) -> str | None:
         return self.model.version if self.model is not None else None
 
+    def health(self) -> str | None:
+        """None while a READY model can serve; else why not (failing or stuck batches, see the batcher)."""
+        return self.batcher.health() if self.state == "READY" and self.batcher is not None else None
+
     def status(self) -> dict:
-        out = {"name": self.name, "state": self.state, "version": self.version}
+        unhealthy = self.health()
+        out = {"name": self.name, "state": "UNAVAILABLE" if unhealthy else self.state, "version": self.version}
         if self.config is not None:
             out["architecture"] = self.config.architecture
             out["options"] = self.config.options
-        if self.error:
-            out["error"] = self.error
+        if self.error or unhealthy:
+            out["error"] = "; ".join(x for x in (unhealthy, self.error) if x)
         if self.model is not None:
             out["inputs"] = [s.signature() for s in self.model.inputs]
             out["outputs"] = [s.signature() for s in self.model.outputs]
@@ -113,7 +118,9 @@ class ModelManager:
         batcher = DynamicBatcher(model.run_batch, replicas=len(model.devices), max_batch_size=b.max_batch_size,
                                  max_queue_delay_s=b.max_queue_delay_ms / 1000.0, max_queue_rows=b.max_queue_size,
                                  inflight_per_replica=b.inflight_per_replica,
-                                 observer=self.metrics.observer(entry.name, model.devices), name=entry.name)
+                                 observer=self.metrics.observer(entry.name, model.devices), name=entry.name,
+                                 unhealthy_after_failures=self.settings.unhealthy_after_failed_batches,
+                                 stuck_batch_s=self.settings.stuck_batch_timeout_s)
         await batcher.start()
         old_model, old_batcher = entry.model, entry.batcher
         # The swap: new requests see the new batcher from here on; requests already holding the old
@@ -186,6 +193,8 @@ class ModelManager:
             return False, ["no models configured"]
         reasons = [f"model {e.name!r} is {e.state}" + (f": {e.error}" if e.error else "")
                    for e in self.entries.values() if e.state != "READY"]
+        reasons += [f"model {e.name!r} is UNAVAILABLE: {why}" for e in self.entries.values()
+                    if (why := e.health()) is not None]
         return not reasons, reasons
 
     def get(self, name: str | None, version: str | None = None) -> ModelEntry:

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     batching: BatchingOptions = Field(default_factory=BatchingOptions)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
     max_rows_per_request: int = Field(4096, ge=1, description="rows in one request; above it: 400")
+    body_timeout_s: float = Field(30.0, gt=0, description=(
+        "a request body must fully arrive within this many seconds of the handler starting to read it; "
+        "above it: 408 and the connection is closed (slow or stalled uploads cannot hold a request open)"))
     default_timeout_ms: float | None = Field(30_000, gt=0, description=(
         "deadline for a request that sets none (body timeout_ms or X-Request-Timeout-Ms); None = no deadline"))
     device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
@@ -85,6 +88,12 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")
     poll_interval_s: float = Field(10.0, ge=0, description="how often the repository is polled for new versions; 0 = never")
     load_threads: int = Field(1, ge=1, description="TensorFlow threads a background (re)load may use, so serving keeps its cores")
+    unhealthy_after_failed_batches: int = Field(5, ge=0, description=(
+        "after this many consecutive failed batches a model is reported UNAVAILABLE (readiness 503) until a "
+        "batch succeeds again; 0 = never"))
+    stuck_batch_timeout_s: float = Field(60.0, ge=0, description=(
+        "a batch running longer than this marks its model UNAVAILABLE (readiness 503); while every replica slot "
+        "is stuck, new requests get 503 at once instead of waiting for their deadline; 0 = no watchdog"))
     drain_grace_s: float = Field(5.0, ge=0, description=(
         "after SIGTERM, readiness is 503 at once; inference requests are still accepted for this long "
         "(load balancers notice), then refused with 503"))

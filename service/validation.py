@@ -18,6 +18,8 @@ def shape_str(shape) -> str:
 
 def _describe_bad_list(value: Any, depth: int = 0) -> str:
     """Why np.array failed: the first ragged level or non-numeric element."""
+    if depth > 64:   # NumPy's dimension limit; also keeps a hostile 1000-deep list from exhausting the stack
+        return "a list nested more than 64 levels deep"
     if isinstance(value, list):
         if not value:
             return "an empty list"
@@ -71,7 +73,7 @@ def _to_array(spec: TensorSpec, value: Any, field: str) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     try:
         arr = np.array(value, dtype=np.float64 if dtype.kind in "iu" else dtype)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         reason = _describe_bad_list(value) or "values that are not numbers"
         raise InvalidRequest(f"input {spec.name!r} must be a rectangular nested list of numbers, got {reason}",
                              field=field, expected=f"{shape_str((None, *spec.shape))} numbers",

@@ -75,7 +75,7 @@ async def model_version_metadata(request: Request, name: str, version: str):
 @router.get("/v2/models/{name}/ready", summary="Model readiness")
 async def model_ready(request: Request, name: str):
     entry = request.app.state.manager.find(name)
-    ok = entry.state == "READY" and request.app.state.manager.accepting
+    ok = entry.state == "READY" and request.app.state.manager.accepting and entry.health() is None
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
