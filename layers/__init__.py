@@ -12,8 +12,8 @@ from .conv import Conv2D, Conv2DTranspose, Deconv2D
 from .export import export_saved_model
 from .fc import FullyConnected, batch_flatten
 from .linear_wrap import LinearWrap
-from .model_desc import ModelDesc, ModelDescBase
 from .misc import ConcatWith, Dropout
+from .model_desc import ModelDesc, ModelDescBase
 from .nonlin import BNReLU, Maxout, PReLU
 from .normalization import InstanceNorm, LayerNorm
 from .pool import AvgPooling, FixedUnPooling, GlobalAvgPooling, MaxPooling

@@ -13,7 +13,8 @@ __all__ = ["BatchNorm"]
 logger = logging.getLogger("layers")
 _warned_frozen = set()
 _FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32)
-#: tf.nn.fused_batch_norm clamps epsilon to at least this (tensorpack inherits it on 4-D input).
+#: tensorpack's fused (4-D) BatchNorm clamps epsilon to at least this (the clamp lived in the Keras layer it
+#: wrapped; TF 2.21's tf.nn.fused_batch_norm no longer applies it, so it is applied here).
 FUSED_MIN_EPSILON = 1.001e-5
 
 _BN_RENAMES = {"use_bias": "center", "use_scale": "scale", "gamma_init": "gamma_initializer",
@@ -113,7 +114,8 @@ def BatchNorm(inputs, axis=None, *, training=None, momentum=0.9, epsilon=1e-5, c
     elif training:
         if fused:
             out, batch_mean, batch_var = tfv1.nn.fused_batch_norm(
-                inputs, gamma_t, beta_t, epsilon=epsilon, data_format=fmt, is_training=True)
+                inputs, gamma_t, beta_t, epsilon=max(epsilon, FUSED_MIN_EPSILON), data_format=fmt,
+                is_training=True)
         else:
             axes = [a for a in range(ndims) if a != axis]
             batch_mean, biased_var = tf.nn.moments(inputs, axes)
@@ -129,7 +131,8 @@ def BatchNorm(inputs, axis=None, *, training=None, momentum=0.9, epsilon=1e-5, c
     else:
         if fused:
             out, _, _ = tfv1.nn.fused_batch_norm(inputs, gamma_t, beta_t, mean=moving_mean,
-                                                 variance=moving_var, epsilon=epsilon, data_format=fmt,
+                                                 variance=moving_var, epsilon=max(epsilon, FUSED_MIN_EPSILON),
+                                                 data_format=fmt,
                                                  is_training=False)
         else:
             eps = max(epsilon, FUSED_MIN_EPSILON) if ndims == 4 else epsilon

@@ -26,7 +26,7 @@ def BNReLU(x, name=None, _scoped=False):
     return tf.nn.relu(x, name="output" if _scoped else None)
 
 
-@layer_register()
+@layer_register(positional=("init",))
 def PReLU(x, init=0.001, name=None):
     """Parametric ReLU: ``0.5 * ((1 + alpha) * x + (1 - alpha) * |x|)``.
 

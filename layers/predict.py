@@ -25,7 +25,7 @@ import numpy as np
 
 from ._compat import gpu_count, kernel_policy, tf, tfv1
 from .model_desc import ModelDescBase
-from .sessinit import SessionInit, SmartInit
+from .sessinit import SessionInit, SmartInit, is_float_dtype, is_training_name
 from .tower import PredictTowerContext
 
 __all__ = ["PredictConfig", "OfflinePredictor", "MultiDevicePredictor", "PredictorReplica"]
@@ -71,9 +71,10 @@ class PredictConfig:
             allocated on demand (allow_growth), thread pools sized by TensorFlow (all cores).
         tower_func: a function building the graph from input tensors (instead of ``model``).
         input_signature: list of ``tf.TensorSpec`` with names, required with ``tower_func``.
-        strict: True (default): every variable of the built graph must be restored by
-            ``session_init``, else the predictor raises naming the missing ones. False: variables
-            not restored keep their initial values (benchmarks, fine-tuning starts).
+        strict: True (default): every variable of the built graph (GLOBAL_VARIABLES, except
+            training state such as ``global_step``) must be restored by ``session_init``, else the
+            predictor raises naming the missing ones. False: variables not restored keep their
+            initial values (benchmarks, fine-tuning starts).
         intra_op_threads, inter_op_threads: override the session's thread pools; None (default)
             keeps ``session_config``'s value, whose default 0 lets TensorFlow use every core.
     """
@@ -134,9 +135,16 @@ def _get_tensor(graph, name, what, scope=""):
     candidates = [scope + name, name] if scope else [name]
     for cand in candidates:
         try:
-            return graph.get_tensor_by_name(_tensor_name(cand))
+            t = graph.get_tensor_by_name(_tensor_name(cand))
         except (KeyError, ValueError):
             continue
+        if t.dtype == tf.resource:   # a resource variable's handle: fetch its value, as tensorpack (ref vars) did
+            for v in graph.get_collection(tfv1.GraphKeys.GLOBAL_VARIABLES):
+                if what == "output" and v.handle.name == t.name:
+                    with graph.as_default():
+                        return v.value()
+            raise ValueError(f"PredictConfig: {what} name {name!r} is a resource handle, not a value")
+        return t
     ops = [op.name for op in graph.get_operations()]
     close = difflib.get_close_matches(scope + name.split(":")[0], ops, n=3)
     hint = f"; similar names: {close}" if close else ""
@@ -145,7 +153,7 @@ def _get_tensor(graph, name, what, scope=""):
 
 def _safe_cast(src: np.dtype, dst: np.dtype) -> bool:
     """numpy 'safe' casts, plus float -> narrower float (float64 arrays are numpy's default)."""
-    return np.can_cast(src, dst, "safe") or (src.kind == "f" and dst.kind == "f")
+    return np.can_cast(src, dst, "safe") or (is_float_dtype(src) and is_float_dtype(dst))
 
 
 class _Runner:
@@ -221,7 +229,7 @@ def _restore(config, graph, session):
     report = config.session_init._run_init(session)
     if config.strict:
         done = set(report.restored)
-        left = [n for n in variables if n not in done]
+        left = [n for n in variables if n not in done and not is_training_name(n)]
         if left:
             raise ValueError(f"Predictor (strict=True): {len(left)} model variable(s) were not restored by the "
                              f"session_init ({report.source or 'nothing'}): {left}. Pass a checkpoint that "
@@ -260,7 +268,8 @@ class OfflinePredictor:
     the input, what was expected and what was received.
 
     Attributes: ``graph``, ``session``, ``input_specs`` (``tf.TensorSpec`` per input),
-    ``input_names``, ``output_names``, ``restore_report`` (:class:`~layers.RestoreReport`).
+    ``input_names``, ``output_names``, ``input_tensors``, ``output_tensors`` (to run the graph
+    yourself) and ``restore_report`` (:class:`~layers.RestoreReport`).
     """
 
     def __init__(self, config: PredictConfig):
@@ -338,15 +347,20 @@ class MultiDevicePredictor:
     Args:
         config: the :class:`PredictConfig`.
         devices: device strings; default None = ``'/gpu:i'`` for every GPU TensorFlow sees, or
-            ``['/cpu:0']`` without GPUs. Several CPU "devices" need a session config with
-            ``device_count={'CPU': n}``.
+            ``['/cpu:0']`` without GPUs. Several CPU devices (``'/cpu:1'`` ...) are logical devices
+            sharing the cores: the session gets ``device_count={'CPU': n}`` unless the config's
+            ``session_config`` already sets a CPU count.
 
     Replica ``i`` is built under ``tf.device(devices[i])`` in ``PredictTowerContext('replica{i}')``
     (op names ``replica{i}/...``, its own input placeholders ``replica{i}/<input>``); CPU replicas
     use CPU-portable kernels, GPU replicas native ones (see :func:`~layers.kernel_policy`). The
-    variables are created once, on the first device, and read by every replica. To keep all devices
-    busy, drive each of ``.replicas`` from its own thread; ``pred(...)`` itself rotates over the
-    replicas call by call.
+    variables are created once, on the first device, restored once, and read by every replica
+    (so a replica on another GPU copies the weights from the first one on each call, as in
+    tensorpack). To keep all devices busy, drive each of ``.replicas`` from its own thread;
+    ``pred(...)`` itself rotates over the replicas call by call.
+
+    Attributes: ``replicas`` (list of :class:`PredictorReplica`), ``devices``, ``graph``,
+    ``session``, ``input_specs``, ``input_names``, ``output_names``, ``restore_report``.
     """
 
     def __init__(self, config: PredictConfig, devices=None):
@@ -378,14 +392,17 @@ class MultiDevicePredictor:
                 outputs = [_get_tensor(graph, n, "output", scope) for n in config.output_names]
                 specs = _input_specs(graph, signature, config.input_names, inputs, scope)
                 built.append((scope, inputs, outputs, specs))
-        session = tfv1.Session(graph=graph, config=config.make_session_config())
+        session_config = config.make_session_config()
+        n_cpus = max((int(c.split(":")[1]) + 1 for c in canon if c.startswith("CPU")), default=1)
+        if n_cpus > 1 and "CPU" not in session_config.device_count:
+            session_config.device_count["CPU"] = n_cpus   # logical CPU devices for '/cpu:1', ...
+        session = tfv1.Session(graph=graph, config=session_config)
         try:
             available = {_canonical_device(d.name) for d in session.list_devices()}
             absent = [d for d, c in zip(self.devices, canon, strict=True) if c not in available]
             if absent:
                 raise ValueError(f"MultiDevicePredictor: device(s) {absent} not available in the session (it has "
-                                 f"{sorted(available)}); for extra logical CPUs pass session_config="
-                                 "tf.compat.v1.ConfigProto(device_count={'CPU': n})")
+                                 f"{sorted(available)})")
             self.restore_report = _restore(config, graph, session)
             self.replicas = [
                 PredictorReplica(i, dev, scope, _Runner(session, ins, outs, specs, config.output_names), ins, outs)

@@ -215,8 +215,10 @@ def layer_register(log_shape=False, use_scope=True, positional=(), renames=None,
 
         wrapped.use_scope = use_scope
         wrapped.__argscope_enabled__ = True
-        wrapped.accepted_arguments = frozenset(p for p in params[1:] if p != "_scoped") | set(renames) | \
-            set(COMMON_RENAMES) | ({"nl"} if "activation" in params else set())
+        accepted = frozenset(p for p in params[1:] if p != "_scoped")
+        # old names are accepted only where the argument they stand for exists (no W_init on MaxPooling)
+        wrapped.accepted_arguments = accepted | {old for old, new in {**COMMON_RENAMES, **renames}.items()
+                                                 if new in accepted} | ({"nl"} if "activation" in accepted else set())
         _register(layer, wrapped)
         for alias in aliases:
             _register(alias, wrapped)

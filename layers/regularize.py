@@ -17,7 +17,7 @@ def l2_regularizer(scale):
     scale = float(scale)
 
     def f(w):
-        return tf.multiply(scale, tf.nn.l2_loss(w), name="l2_regularizer")
+        return tf.multiply(tf.nn.l2_loss(w), scale, name="l2_regularizer")  # scale takes w's dtype
     return f
 
 
@@ -26,7 +26,7 @@ def l1_regularizer(scale):
     scale = float(scale)
 
     def f(w):
-        return tf.multiply(scale, tf.reduce_sum(tf.abs(w)), name="l1_regularizer")
+        return tf.multiply(tf.reduce_sum(tf.abs(w)), scale, name="l1_regularizer")
     return f
 
 

@@ -12,7 +12,8 @@ Two file formats, both keyed by variable name:
 
 Restoring matches the graph's GLOBAL_VARIABLES to the file by name (``:0`` ignored), checks every
 shape and dtype before touching the session, and then loads all values in one ``Session.run`` by
-feeding each variable's initializer (no new ops, so it also works on a finalized graph).
+feeding each variable's initializer (no new ops, so it also works on a finalized graph). A file is
+recognised by its extension, or by content (zip -> ``.npz``; ``.npy`` magic -> refused).
 
 Differences from tensorpack (improvements): a directory is accepted as a checkpoint path; all
 shape/dtype mismatches are reported in one error; TF checkpoints with mismatches are handled like
@@ -116,7 +117,10 @@ class _DictFile(ModelFile):
         self._keys = _keys_to_op_names(dic, where)
         self._arrays = {}
         for name, key in self._keys.items():
-            arr = np.asarray(dic[key])
+            try:
+                arr = np.asarray(dic[key])
+            except (ValueError, TypeError) as e:
+                raise ValueError(f"{where}: value of {key!r} is not a numeric array: {e}") from None
             if arr.dtype.hasobject:
                 raise ValueError(f"{where}: value of {key!r} is an object array ({type(dic[key]).__name__}); "
                                  "expected a numeric numpy array")
@@ -191,7 +195,7 @@ class _CheckpointFile(ModelFile):
             self._reader = tf.train.load_checkpoint(self.path)
             shapes = self._reader.get_variable_to_shape_map()
             dtypes = self._reader.get_variable_to_dtype_map()
-        except (tf.errors.OpError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - the C++ reader raises OpError, IndexError, RuntimeError ...
             raise ValueError(f"{self.path}: not a readable TensorFlow checkpoint (truncated or corrupt?): "
                              f"{_first_line(e)}") from None
         self._described = {}
@@ -210,7 +214,7 @@ class _CheckpointFile(ModelFile):
         for name in names:
             try:
                 out[name] = np.asarray(self._reader.get_tensor(name))
-            except (tf.errors.OpError, ValueError) as e:
+            except Exception as e:  # noqa: BLE001 - see __init__
                 raise ValueError(f"{self.path}: cannot read {name!r} (truncated or corrupt data file?): "
                                  f"{_first_line(e)}") from None
         return out
@@ -254,10 +258,14 @@ def open_model_file(path) -> ModelFile:
         ValueError: a ``.npy`` (pickle) file, an object array, or a truncated/corrupt file.
     """
     path = os.path.expanduser(os.fspath(path))
-    if path.endswith(".npy"):
+    magic = b""
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    if path.endswith(".npy") or magic == b"\x93NUMPY":
         raise ValueError(f"{path}: .npy model files are pickled dicts and loading them would run pickle, "
                          f"which is refused. {_npy_conversion_hint(path)}")
-    if path.endswith(".npz"):
+    if path.endswith(".npz") or magic.startswith(b"PK\x03\x04"):
         return _NpzFile(path)
     return _CheckpointFile(path)
 
@@ -291,6 +299,8 @@ def save_checkpoint_vars(dic: dict, path) -> None:
         np.savez_compressed(path, **arrays)
         return
     names = _keys_to_op_names(arrays, "save_checkpoint_vars")
+    if not names:
+        raise ValueError(f"save_checkpoint_vars: no variables to write to {path!r}")
     with tf.Graph().as_default() as g:
         feeds, var_list = {}, {}
         for i, (name, key) in enumerate(sorted(names.items())):
@@ -447,10 +457,20 @@ def _feed_tensor(v):
     return v.initial_value
 
 
+def is_float_dtype(dt: np.dtype) -> bool:
+    """True for numpy floats and TensorFlow's extra ones (bfloat16 ... from ml_dtypes)."""
+    if dt.kind == "f":
+        return True
+    try:
+        return tf.as_dtype(dt).is_floating
+    except TypeError:
+        return False
+
+
 def _dtype_ok(src: np.dtype, dst: np.dtype) -> bool:
     if src == dst:
         return True
-    if src.kind == "f" and dst.kind == "f":
+    if is_float_dtype(src) and is_float_dtype(dst):
         return True
     return src.kind in "iu" and dst.kind in "iu" and np.can_cast(src, dst, "safe")
 
@@ -524,6 +544,7 @@ class _FileRestore(SessionInit):
             feed[a.feed] = value
         if plan:
             sess.run([a.variable.initializer for a in plan], feed_dict=feed)
+        self._plan = None   # don't keep the graph alive
         _log_report(report)
         return report
 
@@ -601,7 +622,9 @@ def SmartInit(obj, *, ignore_mismatch=False) -> SessionInit:
             applied in order.
         ignore_mismatch: False (default): variables whose shape (with a different element count)
             or dtype cannot be restored are an error listing them all; True: skip them with a log
-            line. Equal element counts are reshaped and float dtypes cast either way (logged).
+            line. Either way, values with the same element count are reshaped, floats are cast to
+            the variable's float dtype and integers widened (each logged); any other dtype change
+            (float -> int, int narrowing, int -> float ...) is a mismatch.
 
     Raises:
         FileNotFoundError: a path that does not exist.

@@ -28,7 +28,13 @@ FIXTURES = os.path.join(os.path.dirname(__file__), os.pardir, "fixtures")
 
 
 def fixture(name: str) -> str:
+    """Path of a file in tests/fixtures."""
     return os.path.normpath(os.path.join(FIXTURES, name))
+
+
+def session_config():
+    """Two threads per pool: the CI machine has 2 cores shared with other jobs."""
+    return tfv1.ConfigProto(intra_op_parallelism_threads=2, inter_op_parallelism_threads=2)
 
 
 class MnistLinearWrap(ModelDesc):
