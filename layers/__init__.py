@@ -5,7 +5,7 @@ model code runs unchanged, with the same variable and output names. Importing th
 not change any global TensorFlow state (eager execution stays on; build inside
 ``with tf.Graph().as_default():``).
 """
-from ._compat import kernel_policy
+from ._compat import gpu_count, kernel_policy, use_native_kernels
 from .argscope import argscope, enable_argscope_for_function, enable_argscope_for_module, get_arg_scope
 from .batch_norm import BatchNorm
 from .conv import Conv2D, Conv2DTranspose, Deconv2D
@@ -46,7 +46,7 @@ __all__ = [
     # plumbing
     "layer_register", "VariableHolder", "disable_layer_logging", "get_registered_layer",
     "argscope", "get_arg_scope", "enable_argscope_for_function", "enable_argscope_for_module",
-    "LinearWrap", "kernel_policy", "ModelDesc", "ModelDescBase",
+    "LinearWrap", "kernel_policy", "use_native_kernels", "gpu_count", "ModelDesc", "ModelDescBase",
     # towers
     "TowerContext", "TrainTowerContext", "PredictTowerContext", "BaseTowerContext",
     "get_current_tower_context",

@@ -36,8 +36,8 @@ from layers import (
     MaxPooling,
     argscope,
     layer_register,
+    use_native_kernels,
 )
-from layers._compat import use_native_kernels
 
 from .imagenet import DATA_FORMATS, INPUT_DTYPES, ImageNetModel, imagenet_zoo_model
 from .registry import ArchitectureConfig, check_choice, register

@@ -6,7 +6,7 @@ import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .auth import ApiKeyMiddleware
@@ -37,7 +37,8 @@ logger = logging.getLogger("tpserve")
 
 _ERRORS = {code: {"model": ErrorBody, "description": desc} for code, desc in (
     (400, "invalid request (the body names the field, the expected and the received value)"),
-    (404, "unknown model"), (413, "body above the limit"), (429, "queue full; see Retry-After"),
+    (404, "unknown model"), (408, "the body did not arrive within TPSERVE_BODY_TIMEOUT_S"),
+    (413, "body or image above the limit"), (415, "unsupported image format"), (429, "queue full; see Retry-After"),
     (500, "the batch holding this request failed"), (503, "model not ready or server shutting down"),
     (504, "deadline passed before the request ran"))}
 
@@ -100,7 +101,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             return {"status": "ready", "reasons": []}
         return json_response({"status": "not ready", "reasons": reasons}, status=503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=PlainTextResponse)
     async def prometheus_metrics():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

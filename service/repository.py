@@ -116,7 +116,6 @@ class TFModel:
     def __init__(self, config: ModelConfig, version: str, weights: str, settings: Settings):
         import layers
         import model_zoo
-        from layers import _compat
 
         self.name = config.name
         self.version = version
@@ -124,7 +123,7 @@ class TFModel:
         self.weights = weights
         zoo = model_zoo.get(config.architecture, **config.options)
         self.zoo = zoo
-        self.devices = settings.device_list(_compat.gpu_count())
+        self.devices = settings.device_list(layers.gpu_count())
         self.inputs = [TensorSpec(i.name, np.dtype(i.dtype), tuple(i.shape), tuple(i.value_range), i.description)
                        for i in zoo.inputs]
         self._output_names = [o.name for o in zoo.outputs]

@@ -9,13 +9,16 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus"]
+__all__ = ["PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus", "error_responses",
+           "V1Status", "V1PredictResponse", "V1_REQUEST_BODY", "V2ModelMetadata", "V2Ready", "V2HealthReady",
+           "V2InferRequest", "V2InferResponse", "V2_REQUEST_BODY"]
 
 NestedList = list[Any]
 
 
 class PredictRequest(BaseModel):
     model: str | None = Field(None, description="model name; optional when exactly one model is served")
+    version: str | None = Field(None, description="pin a version: refused (404) unless it is the one served")
     inputs: dict[str, NestedList] | NestedList = Field(
         ..., description="input name -> nested list (batch first), or a bare nested list for a single-input model")
     outputs: list[str] | None = Field(None, description="subset of output names to return (default: all)")
@@ -27,7 +30,8 @@ class PredictRequest(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: str
-    outputs: dict[str, NestedList]
+    outputs: dict[str, NestedList] | None = Field(None, description="JSON requests: output name -> rows")
+    top_k: list[dict[str, Any]] | None = Field(None, description="image uploads: the k best labels and scores")
 
 
 class ErrorBody(BaseModel):
@@ -54,3 +58,132 @@ class ModelStatus(BaseModel):
 class ReadyStatus(BaseModel):
     status: str
     reasons: list[str] = []
+
+
+_ERROR_TEXT = {
+    400: "invalid request (the body names the field, the expected and the received value)",
+    404: "unknown model, version or verb",
+    408: "the request body did not arrive within TPSERVE_BODY_TIMEOUT_S (the connection is closed)",
+    413: "body or image above the limit (the connection is closed when the body was left unread)",
+    415: "unsupported image format",
+    429: "queue full; see Retry-After",
+    500: "the batch holding this request failed (the reason is in 'error')",
+    503: "model not ready or unavailable, or server shutting down",
+    504: "deadline passed before the request ran",
+}
+
+
+def error_responses(*codes: int) -> dict:
+    """OpenAPI ``responses`` entries: ``ErrorBody`` for each status code."""
+    return {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]} for c in codes}
+
+
+# ---------------------------------------------------------------------------- TF Serving REST (documentation)
+class V1VersionStatus(BaseModel):
+    version: str
+    state: str
+    status: dict[str, Any]
+
+
+class V1Status(BaseModel):
+    model_version_status: list[V1VersionStatus]
+
+
+class V1PredictResponse(BaseModel):
+    """``predictions`` (row format), ``outputs`` (columnar) or ``results`` (:classify): exactly one is present."""
+    predictions: list[Any] | None = None
+    outputs: list[Any] | dict[str, Any] | None = None
+    results: list[list[list[Any]]] | None = None
+
+
+V1_REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "'instances' (rows) or 'inputs' (columns)",
+                                    "properties": {"instances": {"type": "array"}, "inputs": {},
+                                                   "timeout_ms": {"type": "number"},
+                                                   "top_k": {"type": "integer", "minimum": 1}}}},
+    "image/png": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+# ---------------------------------------------------------------------------- KServe v2 (documentation)
+class V2TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class V2ModelMetadata(BaseModel):
+    name: str
+    versions: list[str | None]
+    platform: str
+    inputs: list[V2TensorMetadata]
+    outputs: list[V2TensorMetadata]
+
+
+class V2Ready(BaseModel):
+    name: str
+    ready: bool
+
+
+class V2HealthReady(BaseModel):
+    ready: bool
+    reasons: list[str] | None = None
+
+
+class V2InputTensor(BaseModel):
+    name: str
+    datatype: str = Field(..., description="BOOL, UINT8..UINT64, INT8..INT64, FP16, FP32, FP64")
+    shape: list[int]
+    data: list[Any] | None = Field(None, description="row-major values (or use parameters.binary_data_size)")
+    parameters: dict[str, Any] | None = None
+
+
+class V2RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = Field(None, description="{'binary_data': true} for raw bytes")
+
+
+class V2InferRequest(BaseModel):
+    id: str | None = None
+    inputs: list[V2InputTensor]
+    outputs: list[V2RequestedOutput] | None = None
+    parameters: dict[str, Any] | None = Field(None, description="binary_data_output, timeout_ms")
+
+
+class V2OutputTensor(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+    data: list[Any] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class V2InferResponse(BaseModel):
+    model_name: str
+    model_version: str | None
+    id: Any = None
+    outputs: list[V2OutputTensor]
+
+
+def _inlined(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with its ``$defs`` inlined (an ``openapi_extra`` schema is not resolved by FastAPI)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+V2_REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": _inlined(V2InferRequest)},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary", "description": (
+        "a JSON inference header of Inference-Header-Content-Length bytes, then the raw tensors")}}}}}

@@ -50,8 +50,14 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
         raise InvalidRequest(f"input {spec.name!r} must be numeric, got dtype {arr.dtype}", field=field,
                              expected=dtype.name, received=str(arr.dtype))
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf", field=field,
-                             expected="finite numbers", received="NaN/Inf")
+        raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf (or numbers beyond the range of "
+                             f"{arr.dtype.name})", field=field, expected="finite numbers", received="NaN/Inf")
+    if dtype.kind == "f" and arr.size and arr.dtype != dtype:
+        lim = float(np.finfo(dtype).max)     # e.g. FP64 data for a float32 input: no silent overflow to Inf
+        lo, hi = arr.min().item(), arr.max().item()
+        if lo < -lim or hi > lim:
+            raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values, got values beyond its range "
+                                 f"+-{lim:g}", field=field, expected=f"|x| <= {lim:g}", received=f"[{lo:g}, {hi:g}]")
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
         lo, hi = arr.min().item(), arr.max().item()
@@ -72,8 +78,9 @@ def _to_array(spec: TensorSpec, value: Any, field: str) -> np.ndarray:
                              field=field, expected="nested list", received=type(value).__name__)
     dtype = np.dtype(spec.dtype)
     try:
-        arr = np.array(value, dtype=np.float64 if dtype.kind in "iu" else dtype)
-    except (ValueError, TypeError, RecursionError):
+        with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
+            arr = np.array(value, dtype=np.float64 if dtype.kind in "iu" else dtype)
+    except (ValueError, TypeError, OverflowError, RecursionError):
         reason = _describe_bad_list(value) or "values that are not numbers"
         raise InvalidRequest(f"input {spec.name!r} must be a rectangular nested list of numbers, got {reason}",
                              field=field, expected=f"{shape_str((None, *spec.shape))} numbers",

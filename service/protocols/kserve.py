@@ -15,9 +15,17 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import InvalidRequest, ServiceError
+from ..errors import InvalidRequest, ModelNotReady
 from ..http import deadline_from, instrument, json_response, read_body
 from ..inference import infer
+from ..schemas import (
+    V2_REQUEST_BODY,
+    V2HealthReady,
+    V2InferResponse,
+    V2ModelMetadata,
+    V2Ready,
+    error_responses,
+)
 from ..validation import check_array
 
 __all__ = ["router", "DATATYPES"]
@@ -45,7 +53,8 @@ async def live():
     return {"live": True}
 
 
-@router.get("/v2/health/ready", summary="Readiness")
+@router.get("/v2/health/ready", summary="Readiness", response_model=V2HealthReady,
+            responses={503: {"model": V2HealthReady, "description": "not ready (reasons say why)"}})
 async def ready(request: Request):
     ok, reasons = request.app.state.manager.readiness()
     return json_response({"ready": ok, **({} if ok else {"reasons": reasons})}, status=200 if ok else 503)
@@ -54,7 +63,7 @@ async def ready(request: Request):
 def _model_metadata(entry):
     m = entry.model
     if m is None:
-        raise ServiceError(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
+        raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
     return {"name": entry.name, "versions": [entry.version], "platform": "tensorflow_graphdef",
             "inputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": [-1, *[
                 -1 if d is None else d for d in s.shape]]} for s in m.inputs],
@@ -62,31 +71,42 @@ def _model_metadata(entry):
                 -1 if d is None else d for d in s.shape]]} for s in m.outputs]}
 
 
-@router.get("/v2/models/{name}", summary="Model metadata")
+_META = {"response_model": V2ModelMetadata, "responses": error_responses(404, 503)}
+_READY = {"response_model": V2Ready, "responses": {**error_responses(404),
+                                                   503: {"model": V2Ready, "description": "not ready"}}}
+_INFER = {"openapi_extra": V2_REQUEST_BODY, "response_model": V2InferResponse,
+          "responses": {200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                              "description": "JSON, or with binary outputs a JSON header of "
+                                             "Inference-Header-Content-Length bytes followed by the raw tensors"},
+                        **error_responses(400, 404, 408, 413, 429, 500, 503, 504)}}
+
+
+@router.get("/v2/models/{name}", summary="Model metadata", **_META)
 async def model_metadata(request: Request, name: str):
     return json_response(_model_metadata(request.app.state.manager.find(name)))
 
 
-@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (pinned version)")
+@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (pinned version)", **_META)
 async def model_version_metadata(request: Request, name: str, version: str):
     return json_response(_model_metadata(request.app.state.manager.get(name, version)))
 
 
-@router.get("/v2/models/{name}/ready", summary="Model readiness")
+@router.get("/v2/models/{name}/ready", summary="Model readiness", **_READY)
 async def model_ready(request: Request, name: str):
     entry = request.app.state.manager.find(name)
     ok = entry.state == "READY" and request.app.state.manager.accepting and entry.health() is None
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
-@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness")
+@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", **_READY)
 async def model_version_ready(request: Request, name: str, version: str):
     entry = request.app.state.manager.find(name)
     ok = entry.state == "READY" and entry.version == version
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
-@router.post("/v2/repository/models/{name}/load", summary="Load the newest version of a model now")
+@router.post("/v2/repository/models/{name}/load", summary="Load the newest version of a model now",
+             responses=error_responses(404, 500))
 async def repository_load(request: Request, name: str):
     manager = request.app.state.manager
     manager.find(name)
@@ -171,8 +191,9 @@ def _input_arrays(model, payload, binary, max_rows):
             if not isinstance(data, list):
                 raise InvalidRequest(f"{field}: 'data' must be a list (or use binary_data_size)", field=f"{field}.data")
             try:
-                arr = np.asarray(data, dtype=dtype)
-            except (ValueError, TypeError):
+                with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
+                    arr = np.asarray(data, dtype=dtype)
+            except (ValueError, TypeError, OverflowError, RecursionError):
                 raise InvalidRequest(f"{field}: 'data' must hold {dt} numbers", field=f"{field}.data") from None
             if arr.size != count:
                 raise InvalidRequest(f"{field}: 'data' has {arr.size} elements, shape {shape} needs {count}",
@@ -212,12 +233,12 @@ def _requested_outputs(model, payload):
     return out
 
 
-@router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)")
+@router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)", **_INFER)
 async def infer_latest(request: Request, name: str):
     return await _infer(request, name, None)
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version")
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version", **_INFER)
 async def infer_version(request: Request, name: str, version: str):
     return await _infer(request, name, version)
 

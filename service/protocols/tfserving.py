@@ -16,10 +16,11 @@ import binascii
 import numpy as np
 from fastapi import APIRouter, Request
 
-from ..errors import InvalidRequest, ServiceError, UnknownModel
+from ..errors import InvalidRequest, ModelNotReady, UnknownModel
 from ..http import deadline_from, instrument, json_response, multipart_file, parse_json, read_body
 from ..images import IMAGE_TYPES, decode_image, top_k
 from ..inference import infer
+from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
 from ..validation import to_batch
 
 __all__ = ["router"]
@@ -55,7 +56,7 @@ def _metadata(entry, version=None):
     _status(entry, version)
     m = entry.model
     if m is None:
-        raise ServiceError(f"model {entry.name!r} is {entry.state}")
+        raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
     sig = {"inputs": {s.name: _tensor_info(s) for s in m.inputs},
            "outputs": {s.name: _tensor_info(s) for s in m.outputs}, "method_name": "tensorflow/serving/predict"}
     return {"model_spec": {"name": entry.name, "signature_name": "", "version": entry.version},
@@ -72,22 +73,30 @@ async def _get(request: Request, name_verb: str, version: str | None = None):
     raise UnknownModel(f"unknown path verb {verb!r}; GET supports the status and /metadata")
 
 
-@router.get("/v1/models/{name}", summary="TF Serving model status")
+_GET = {"responses": error_responses(404)}
+_GET_META = {"responses": error_responses(404, 503)}
+_POST = {"response_model": V1PredictResponse, "openapi_extra": V1_REQUEST_BODY,
+         "responses": error_responses(400, 404, 408, 413, 415, 429, 500, 503, 504)}
+
+
+@router.get("/v1/models/{name}", summary="TF Serving model status", response_model=V1Status, **_GET)
 async def model_status(request: Request, name: str):
     return await _get(request, name)
 
 
-@router.get("/v1/models/{name}/metadata", summary="TF Serving model metadata (signature)")
+@router.get("/v1/models/{name}/metadata", summary="TF Serving model metadata (signature)", **_GET_META)
 async def model_metadata(request: Request, name: str):
     return await _get(request, name + ":metadata")
 
 
-@router.get("/v1/models/{name}/versions/{version}", summary="TF Serving model status (pinned version)")
+@router.get("/v1/models/{name}/versions/{version}", summary="TF Serving model status (pinned version)",
+            response_model=V1Status, **_GET)
 async def model_version_status(request: Request, name: str, version: str):
     return await _get(request, name, version)
 
 
-@router.get("/v1/models/{name}/versions/{version}/metadata", summary="TF Serving metadata (pinned version)")
+@router.get("/v1/models/{name}/versions/{version}/metadata", summary="TF Serving metadata (pinned version)",
+            **_GET_META)
 async def model_version_metadata(request: Request, name: str, version: str):
     return await _get(request, name + ":metadata", version)
 
@@ -159,12 +168,12 @@ def _batch_from(model, payload, settings):
     return arrays, row_format
 
 
-@router.post("/v1/models/{name_verb}", summary="TF Serving :predict / :classify")
+@router.post("/v1/models/{name_verb}", summary="TF Serving :predict / :classify", **_POST)
 async def post_model(request: Request, name_verb: str):
     return await _post(request, name_verb, None)
 
 
-@router.post("/v1/models/{name}/versions/{version_verb}", summary="TF Serving :predict / :classify (pinned)")
+@router.post("/v1/models/{name}/versions/{version_verb}", summary="TF Serving :predict / :classify (pinned)", **_POST)
 async def post_model_version(request: Request, name: str, version_verb: str):
     version, verb = _split(version_verb)
     return await _post(request, f"{name}:{verb}" if verb else name, version)
