@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import uvicorn
@@ -24,7 +25,10 @@ from service.validation import to_batch
 
 
 def build_app(kind: str, repo_dir: str, model_name: str) -> FastAPI:
-    settings = Settings(model_repository=repo_dir, warmup=True)
+    # TensorFlow's own defaults (every core for both pools), as a naive deployment would run it;
+    # the service's automatic thread choice is what is being compared against.
+    ncpu = os.cpu_count() or 1
+    settings = Settings(model_repository=repo_dir, warmup=True, intra_op_threads=ncpu, inter_op_threads=ncpu)
     repo = ModelRepository(settings)
     cfg = next(c for c in repo.scan() if isinstance(c, ModelConfig) and c.name == model_name)
     batching = load_config_file(next((repo.root / model_name).glob("config.*"))).get("batching", {})

@@ -13,7 +13,9 @@ Every request has an integer id. Every id that was *sent* ends in exactly one :c
   server does; an arrival takes an idle connection or opens one (up to ``max_connections``).
   Latency is measured from the *scheduled* arrival, so a stalled client or server shows up in it
   (no coordinated omission). An arrival that finds ``max_connections`` busy is recorded with
-  ``error="client_overflow"`` and is not sent.
+  ``error="client_overflow"`` and is not sent. Idle connections are dropped after ``idle_expiry_s``
+  (below uvicorn's 5 s keep-alive), and never reused once the server has closed them, so a request is
+  not written into a connection the server is closing (the keep-alive race).
 
 Both stop after ``duration_s`` (or when ``stop`` is set) and then wait at most ``timeout_s`` for
 the requests in flight, so a run is bounded in time and in the number of requests.
@@ -72,6 +74,13 @@ class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
         self.closed = False
+        self.last_used = time.monotonic()
+
+    def reusable(self, idle_expiry_s: float) -> bool:
+        """Still open on both ends and not idle for too long (else: close it)."""
+        if not self.closed and (self.reader.at_eof() or time.monotonic() - self.last_used > idle_expiry_s):
+            self.close()
+        return not self.closed
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
@@ -104,6 +113,7 @@ class Connection:
             self.closed = True
         if headers.get("connection", "").lower() == "close":
             self.close()
+        self.last_used = time.monotonic()
         return status, headers, body
 
     def close(self):
@@ -165,7 +175,7 @@ async def closed_loop(host: str, port: int, make_request: Callable[[int], Reques
 async def open_loop(host: str, port: int, make_request: Callable[[int], Request], rate: float, duration_s: float,
                     *, timeout_s: float = 30.0, max_connections: int = 1024, keep_body: bool = False,
                     seed: int = 0, max_requests: int | None = None, stop: asyncio.Event | None = None,
-                    on_result: Callable[[Result], None] | None = None) -> list[Result]:
+                    on_result: Callable[[Result], None] | None = None, idle_expiry_s: float = 2.0) -> list[Result]:
     """Poisson arrivals at ``rate``/s for ``duration_s``; see the module docstring."""
     if rate <= 0:
         raise ValueError("rate must be > 0")
@@ -190,7 +200,7 @@ async def open_loop(host: str, port: int, make_request: Callable[[int], Request]
         conn = None
         while idle:
             c = idle.pop()
-            if not c.closed:
+            if c.reusable(idle_expiry_s):
                 conn = c
                 break
             n_conns -= 1

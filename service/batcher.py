@@ -213,28 +213,42 @@ class DynamicBatcher:
             items.append(item)
         self._observer.on_queue_rows(self._queued_rows)
         self._kick()
+        # One future to await (no wait_for/shield tasks: this is the hot path), and a timer that
+        # fails it at the deadline.
+        waiter = items[0].future if len(items) == 1 else asyncio.gather(*(i.future for i in items))
+        timer = None
+        if deadline is not None:
+            timer = self._loop.call_at(self._loop.time() + max(0.0, deadline - time.monotonic()),
+                                       self._expire, items, waiter)
         try:
-            if deadline is None:
-                results = await asyncio.gather(*(i.future for i in items))
-            else:
-                timeout = max(0.0, deadline - time.monotonic())
-                results = await asyncio.wait_for(asyncio.gather(*(asyncio.shield(i.future) for i in items)),
-                                                 timeout)
-        except (TimeoutError, asyncio.CancelledError) as e:
-            for item in items:
-                if item.state == "queued":
-                    self._queued_rows -= item.rows
-                    item.state = "dropped"
-                if not item.future.done():
-                    item.future.cancel()
-            self._observer.on_queue_rows(self._queued_rows)
-            if isinstance(e, asyncio.TimeoutError):
-                self._observer.on_reject("deadline")
-                raise DeadlineExceeded("the request's deadline passed while it waited") from None
+            results = await waiter
+        except asyncio.CancelledError:
+            self._abandon(items)          # the client went away: drop what has not run yet
             raise
-        if len(results) == 1:
-            return results[0]
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if len(items) == 1:
+            return results
         return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
+
+    def _abandon(self, items: list[_Item]):
+        for item in items:
+            if item.state == "queued":
+                self._queued_rows -= item.rows
+                item.state = "dropped"
+            if not item.future.done():
+                item.future.cancel()
+        self._observer.on_queue_rows(self._queued_rows)
+
+    def _expire(self, items: list[_Item], waiter: asyncio.Future):
+        if waiter.done():
+            return
+        self._observer.on_reject("deadline")
+        waiter.set_exception(DeadlineExceeded("the request's deadline passed while it waited"))
+        if len(items) > 1:
+            waiter.exception()          # retrieved: the gather's own children are cancelled below
+        self._abandon(items)
 
     # ----------------------------------------------------------------------------- scheduling
     def _retry_after(self) -> float:

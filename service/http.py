@@ -142,8 +142,7 @@ def instrument(metrics: Metrics, route: str):
         obs.code = 500
         raise
     finally:
-        metrics.requests.labels(obs.model, route, str(obs.code)).inc()
-        metrics.request_duration.labels(obs.model, route).observe(time.monotonic() - t0)
+        metrics.observe_request(obs.model, route, str(obs.code), time.monotonic() - t0)
 
 
 async def multipart_file(request: Request, body: bytes) -> bytes:

@@ -15,6 +15,7 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        self._request_children: dict = {}
         self.requests = Counter("tpserve_requests_total", "Requests answered, by model, route and HTTP status",
                                 ["model", "route", "code"], registry=r)
         self.request_duration = Histogram("tpserve_request_duration_seconds",
@@ -39,6 +40,16 @@ class Metrics:
                                         registry=r)
         self.model_load_failures = Counter("tpserve_model_load_failures_total", "Model versions that failed to load",
                                            ["model"], registry=r)
+
+    def observe_request(self, model: str, route: str, code: str, seconds: float):
+        """Count one answered request (label children cached: this runs on every request)."""
+        key = (model, route, code)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = (self.requests.labels(model, route, code),
+                                                    self.request_duration.labels(model, route))
+        child[0].inc()
+        child[1].observe(seconds)
 
     def observer(self, model: str, devices: list[str]) -> ModelObserver:
         return ModelObserver(self, model, devices)

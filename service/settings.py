@@ -68,11 +68,11 @@ class Settings(BaseSettings):
     """tpserve settings. Every field can be set as ``TPSERVE_<FIELD>`` (nested: ``TPSERVE_BATCHING__MAX_BATCH_SIZE``)."""
 
     model_config = SettingsConfigDict(env_prefix="TPSERVE_", env_nested_delimiter="__", extra="forbid",
-                                      protected_namespaces=())
+                                      protected_namespaces=(), env_parse_none_str="null")
 
     config_file: Path | None = Field(None, description="optional YAML/JSON file with these settings")
     host: str = Field("127.0.0.1", description="bind address")
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
     model_repository: Path = Field(DEFAULT_REPOSITORY, description="<repo>/<model>/config.(yaml|json) + <version>/")
     batching: BatchingOptions = Field(default_factory=BatchingOptions)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
@@ -81,10 +81,14 @@ class Settings(BaseSettings):
         "a request body must fully arrive within this many seconds of the handler starting to read it; "
         "above it: 408 and the connection is closed (slow or stalled uploads cannot hold a request open)"))
     default_timeout_ms: float | None = Field(30_000, gt=0, description=(
-        "deadline for a request that sets none (body timeout_ms or X-Request-Timeout-Ms); None = no deadline"))
+        "deadline for a request that sets none (body timeout_ms or X-Request-Timeout-Ms); "
+        "null (TPSERVE_DEFAULT_TIMEOUT_MS=null) = no deadline"))
     device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
-    intra_op_threads: int = Field(0, ge=0, description="TensorFlow intra-op threads per session (0 = all cores)")
-    inter_op_threads: int = Field(0, ge=0, description="TensorFlow inter-op threads per session (0 = all cores)")
+    intra_op_threads: int = Field(0, ge=0, description=(
+        "TensorFlow intra-op threads per session; 0 = automatic: on CPU every usable core but one (the "
+        "HTTP loop needs one; cgroup CPU quotas are honoured), on GPU TensorFlow's default"))
+    inter_op_threads: int = Field(0, ge=0, description=(
+        "TensorFlow inter-op threads per session; 0 = automatic (1 on <= 2 CPUs, else 2; GPU: TF default)"))
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")
     poll_interval_s: float = Field(10.0, ge=0, description="how often the repository is polled for new versions; 0 = never")
     load_threads: int = Field(1, ge=1, description="TensorFlow threads a background (re)load may use, so serving keeps its cores")
@@ -105,7 +109,7 @@ class Settings(BaseSettings):
                                                            "/v2/health/ready"],
                                   description="paths that never need an API key")
     warmup: bool = Field(True, description="run every power-of-two batch size up to max_batch_size before ready")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="logging level")
 
     @field_validator("api_keys", "open_paths", mode="before")
     @classmethod
