@@ -29,19 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from layers import (  # noqa: E402
-    AvgPooling,
-    BNReLU,
-    Conv2D,
-    FullyConnected,
-    GlobalAvgPooling,
-    LinearWrap,
-    ModelDesc,
-    OfflinePredictor,
-    PredictConfig,
-    argscope,
-    disable_layer_logging,
-)
+from layers import OfflinePredictor, PredictConfig, disable_layer_logging  # noqa: E402
 
 tfv1 = tf.compat.v1
 
@@ -49,53 +37,18 @@ BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 QUICK_BATCH_SIZES = (1, 8, 64)
 
 
-class MnistConvNet(ModelDesc):
-    """tensorpack's "Symbolic Layers" tutorial network: 3 convs (32 ch), pooling, FC 512, FC 10."""
+def _zoo(name, **options):
+    """(ModelDesc, input shape without batch, input names, output tensor names) of a zoo entry."""
+    import model_zoo
 
-    def inputs(self):
-        return [tf.TensorSpec([None, 28, 28, 1], tf.float32, "input")]
-
-    def build_graph(self, image):
-        with argscope(Conv2D, filters=32, kernel_size=3, activation=tf.nn.relu):
-            return (LinearWrap(image).Conv2D("conv0").MaxPooling("pool0", 2).Conv2D("conv1", padding="SAME")
-                    .Conv2D("conv2", kernel_size=5).FullyConnected("fc0", 512, activation=tf.nn.relu)
-                    .Dropout("dropout", rate=0.5).tf.multiply(0.5)
-                    .FullyConnected("fc1", units=10, activation=tf.identity)())
+    zoo = model_zoo.get(name, **options)
+    return zoo.model, tuple(zoo.input.shape), zoo.input_names, [o.tensor for o in zoo.outputs[:1]]
 
 
-class CifarResNet(ModelDesc):
-    """tensorpack's cifar10-resnet example (pre-activation, depth 6n + 2), NHWC."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def inputs(self):
-        return [tf.TensorSpec([None, 32, 32, 3], tf.float32, "input")]
-
-    def build_graph(self, image):
-        def residual(name, x, increase_dim=False, first=False):
-            c_in = x.shape[3]
-            c_out, stride = (c_in * 2, 2) if increase_dim else (c_in, 1)
-            with tfv1.variable_scope(name):
-                y = x if first else BNReLU(x)
-                y = Conv2D("conv1", y, c_out, strides=stride, activation=BNReLU)
-                y = Conv2D("conv2", y, c_out)
-                if increase_dim:
-                    x = tf.pad(AvgPooling("pool", x, 2), [[0, 0], [0, 0], [0, 0], [c_in // 2, c_in // 2]])
-                return y + x
-
-        with argscope(Conv2D, use_bias=False, kernel_size=3):
-            x = Conv2D("conv0", image / 128.0, 16, activation=BNReLU)
-            for stage in (1, 2, 3):
-                for k in range(self.n):
-                    x = residual(f"res{stage}.{k}", x, increase_dim=stage > 1 and k == 0, first=stage == 1 and k == 0)
-            x = GlobalAvgPooling("gap", BNReLU("bnlast", x))
-        return tf.nn.softmax(FullyConnected("linear", x, 10), name="output")
-
-
+# The networks come from the model zoo (the same code the service serves).
 MODELS = {
-    "mnist": (MnistConvNet, (28, 28, 1), ["fc1/output"]),
-    "resnet20": (lambda: CifarResNet(3), (32, 32, 3), ["output"]),
+    "mnist": lambda: _zoo("mnist-convnet"),
+    "resnet20": lambda: _zoo("cifar10-resnet", depth=20),
 }
 
 
@@ -119,8 +72,8 @@ def measure(pred_fn, bare_fn, min_time_s: float, min_pairs: int):
 
 
 def bench_model(name, args, rng):
-    factory, shape, outputs = MODELS[name]
-    config = PredictConfig(model=factory(), output_names=outputs, strict=False,
+    model, shape, input_names, outputs = MODELS[name]()
+    config = PredictConfig(model=model, input_names=input_names, output_names=outputs, strict=False,
                            intra_op_threads=args.threads, inter_op_threads=args.threads)
     rows = []
     with OfflinePredictor(config) as pred:
