@@ -1,6 +1,9 @@
 -- wrk script: POST the JSON body in $BODY_FILE; print one machine-readable summary line at the end.
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json"
+if os.getenv("HEADER_LEN") then
+  wrk.headers["Inference-Header-Content-Length"] = os.getenv("HEADER_LEN")
+end
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
 wrk.body = f:read("*a")
 f:close()

@@ -119,10 +119,12 @@ class Server:
         os.unlink(self.log.name)
 
 
-def run_wrk(url: str, body_file: Path, conc: int, duration_s: float) -> dict:
+def run_wrk(url: str, body_file: Path, conc: int, duration_s: float, path: str = "/predict",
+            headers: dict | None = None) -> dict:
     cmd = ["wrk", f"-t{min(conc, 2)}", f"-c{conc}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s",
-           "-s", str(LUA), url + "/predict"]
-    proc = subprocess.run(cmd, env=dict(os.environ, BODY_FILE=str(body_file)), capture_output=True, text=True)
+           "-s", str(LUA), url + path]
+    env = dict(os.environ, BODY_FILE=str(body_file), **(headers or {}))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
     out = proc.stdout
@@ -196,7 +198,62 @@ def bench_model(label, repo, model, body, concurrency, duration_s, warmup_s):
     return results
 
 
+def transport_bodies(zoo) -> dict[str, tuple[str, bytes, dict]]:
+    """The same single 224x224x3 float32 image as /predict JSON, v2 JSON and v2 binary."""
+    spec = zoo.inputs[0]
+    x = np.random.default_rng(0).uniform(0, 255, size=(1, *spec.shape)).astype(np.float32)
+    pj = json.dumps({"inputs": {spec.name: np.round(x, 3).tolist()}}).encode()
+    v2j = json.dumps({"inputs": [{"name": spec.name, "shape": list(x.shape), "datatype": "FP32",
+                                  "data": np.round(x, 3).reshape(-1).tolist()}]}).encode()
+    head = json.dumps({"inputs": [{"name": spec.name, "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "outputs": [{"name": "prob", "parameters": {"binary_data": True}}]}).encode()
+    v2b = head + x.tobytes()
+    return {"predict JSON": ("/predict", pj, {}),
+            "v2 JSON": ("/v2/models/{name}/infer", v2j, {}),
+            "v2 binary": ("/v2/models/{name}/infer", v2b, {"CONTENT_TYPE": "application/octet-stream",
+                                                               "HEADER_LEN": str(len(head))})}
+
+
+def bench_transport(tmp: Path, conc: int, duration_s: float, warmup_s: float) -> dict:
+    """ImageNet ResNet-18 (random weights, float32 input): JSON /predict vs v2 JSON vs v2 binary."""
+    import model_zoo
+
+    options = {"depth": 18, "input_dtype": "float32"}
+    repo = random_weights_repo(tmp, "resnet18", "imagenet-resnet", options, {"max_batch_size": 16})
+    zoo = model_zoo.get("imagenet-resnet", **options)
+    out = {"model": "resnet18-transport", "concurrency": conc, "points": []}
+    srv = Server("service", repo, "resnet18", 1)
+    try:
+        bodies = transport_bodies(zoo)
+        srv.wait(bodies["predict JSON"][1])
+        for label, (path, body, headers) in bodies.items():
+            path = path.format(name="resnet18")
+            with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+                f.write(body)
+            try:
+                run_wrk(srv.url, Path(f.name), conc, warmup_s, path, headers)
+                r = run_wrk(srv.url, Path(f.name), conc, duration_s, path, headers)
+            finally:
+                os.unlink(f.name)
+            r.update(transport=label, body_bytes=len(body))
+            out["points"].append(r)
+            print(f"  resnet18   {label:13s} c={conc:<3d} body {len(body) / 1e6:5.2f} MB  {r['rps']:7.1f} req/s  "
+                  f"p50 {r['p50_us'] / 1000:8.1f} ms  p99 {r['p99_us'] / 1000:8.1f} ms  "
+                  f"errors {r['socket_errors'] + r['non2xx']}", flush=True)
+    finally:
+        srv.stop()
+    return out
+
+
 def summarise(res) -> list[str]:
+    if "transport" in res["points"][0]:
+        lines = [f"### {res['model']} (c={res['concurrency']})", "", "| transport | body MB | req/s | p50 ms | p99 ms |",
+                 "|---|---|---|---|---|"]
+        for p in res["points"]:
+            lines.append(f"| {p['transport']} | {p['body_bytes'] / 1e6:.2f} | {p['rps']:.1f} | "
+                         f"{p['p50_us'] / 1000:.1f} | {p['p99_us'] / 1000:.1f} |")
+        return lines
     pts = {(p["server"], p["concurrency"]): p for p in res["points"]}
     cs = sorted({p["concurrency"] for p in res["points"]})
     lines = [f"### {res['model']}", "", "| server | " + " | ".join(f"c={c} req/s, p50/p99 ms" for c in cs) + " |",
@@ -217,7 +274,9 @@ def summarise(res) -> list[str]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["digits", "cifar-resnet20", "all"], default="all")
+    ap.add_argument("--model", choices=["digits", "cifar-resnet20", "transport", "all"], default="all",
+                    help="digits / cifar-resnet20: service vs naive vs floor vs engine; transport: ImageNet "
+                         "ResNet-18 (224x224x3 float32) through JSON /predict, v2 JSON and v2 binary at c=16")
     ap.add_argument("--concurrency", default="1,8,64", help="comma-separated connection counts (default 1,8,64)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5)")
     ap.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each server's points")
@@ -242,6 +301,9 @@ def main(argv=None):
             zoo = model_zoo.get("cifar10-resnet", depth=20)
             all_results.append(bench_model("resnet20", repo, "resnet20", example_body(zoo), conc, a.duration,
                                            a.warmup))
+        if a.model in ("transport", "all"):
+            print("transport cost: ImageNet ResNet-18 (random weights, float32 input)", flush=True)
+            all_results.append(bench_transport(Path(tmp), 16, a.duration, a.warmup))
     meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": platform.node(),
             "cpus": os.cpu_count(), "python": platform.python_version()}
     print()
