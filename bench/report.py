@@ -220,7 +220,7 @@ def closed_point(srv, kind: str, body: bytes, body_file: Path, conc: int, cfg: d
     point = {"mode": "closed", "server": kind, "concurrency": conc, "stable": agree([x["rps"] for x in windows]),
              "windows": windows, "rps": statistics.fmean(x["rps"] for x in last),
              "p50_ms": statistics.fmean(x["p50_ms"] for x in last), "p99_ms": statistics.fmean(x["p99_ms"] for x in last),
-             "errors": sum(x["errors"] for x in windows)}
+             "errors": sum(x["errors"] for x in windows), "loadavg_1m": os.getloadavg()[0]}
     if before is not None:
         point["metrics"] = metric_delta(before, scrape(srv.url, model))
     return point
@@ -276,7 +276,8 @@ def open_point(srv, kind: str, body: bytes, rate: float, cfg: dict, model: str) 
              "offered_rps": statistics.fmean(x["offered_rps"] for x in last),
              "rps": statistics.fmean(x["rps"] for x in last), "p50_ms": statistics.fmean(x["p50_ms"] for x in last),
              "p99_ms": statistics.fmean(x["p99_ms"] for x in last),
-             "rejected": sum(x.get("rejected", 0) for x in windows), "errors": sum(x.get("errors", 0) for x in windows)}
+             "rejected": sum(x.get("rejected", 0) for x in windows), "errors": sum(x.get("errors", 0) for x in windows),
+             "loadavg_1m": os.getloadavg()[0]}
     if before is not None:
         point["metrics"] = metric_delta(before, scrape(srv.url, model))
     time.sleep(1.0)   # let a backlog drain before the next point
@@ -499,6 +500,18 @@ def _save(fig, stem: str, what: str) -> str:
     return path.name
 
 
+def _load_note(result: dict) -> str:
+    loads = [p["loadavg_1m"] for p in result["points"] if "loadavg_1m" in p]
+    if not loads:
+        return ""
+    cpus = result["meta"]["cpus"] or 1
+    note = f"; 1-minute load average at the end of each point: {min(loads):.1f} to {max(loads):.1f}"
+    if max(loads) > cpus + 1.5:
+        note += (f" (a server plus its client load {cpus} CPUs by themselves: above ~{cpus + 1.5:g}, other jobs were "
+                 "running — **compare shapes, treat absolute numbers with care**; per-point values are in the JSON)")
+    return note
+
+
 def update_readme(result: dict, json_name: str, pngs: list[str]):
     meta = result["meta"]
     cfg = result["config"]
@@ -508,9 +521,7 @@ def update_readme(result: dict, json_name: str, pngs: list[str]):
         f"Python {meta['python']}, commit `{meta['commit']}`; mode: **{'quick' if result['quick'] else 'full'}** "
         f"({cfg['window_s']:g} s windows, up to {cfg['max_windows']}); load average before/after: "
         f"{', '.join(f'{x:.1f}' for x in meta['loadavg_start'])} / "
-        f"{', '.join(f'{x:.1f}' for x in meta['loadavg_end'])}"
-        + (" — **the machine was shared with other jobs: treat absolute numbers with care**."
-           if meta["loadavg_start"][0] > 0.5 * (meta["cpus"] or 1) else "."),
+        f"{', '.join(f'{x:.1f}' for x in meta['loadavg_end'])}" + _load_note(result) + ".",
         "",
         f"Raw data: [`results/{json_name}`](results/{json_name}). Unstable points "
         f"(3 consecutive windows not within 10 %): {result['unstable_points']} of {len(result['points'])}.",

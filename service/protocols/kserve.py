@@ -101,7 +101,7 @@ async def model_ready(request: Request, name: str):
 @router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", **_READY)
 async def model_version_ready(request: Request, name: str, version: str):
     entry = request.app.state.manager.find(name)
-    ok = entry.state == "READY" and entry.version == version
+    ok = entry.state == "READY" and entry.version == version and entry.health() is None
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
