@@ -192,9 +192,18 @@ def _input_arrays(model, payload, binary, max_rows):
                 raise InvalidRequest(f"{field}: 'data' must be a list (or use binary_data_size)", field=f"{field}.data")
             try:
                 with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
-                    arr = np.asarray(data, dtype=dtype)
+                    arr = np.asarray(data, dtype=np.float64 if dtype.kind in "iu" else dtype)
             except (ValueError, TypeError, OverflowError, RecursionError):
                 raise InvalidRequest(f"{field}: 'data' must hold {dt} numbers", field=f"{field}.data") from None
+            if dtype.kind in "iu":
+                # integers arrive as JSON numbers: refuse fractions and out-of-range values instead of
+                # silently truncating or wrapping them
+                info = np.iinfo(dtype)
+                if not np.all(np.isfinite(arr)) or not np.array_equal(arr, np.round(arr)) or (
+                        arr.size and (arr.min() < info.min or arr.max() > info.max)):
+                    raise InvalidRequest(f"{field}: 'data' must hold integers in [{info.min}, {info.max}] for {dt}",
+                                         field=f"{field}.data", expected=f"{dt} integers")
+                arr = arr.astype(dtype)
             if arr.size != count:
                 raise InvalidRequest(f"{field}: 'data' has {arr.size} elements, shape {shape} needs {count}",
                                      field=f"{field}.data", expected=count, received=int(arr.size))

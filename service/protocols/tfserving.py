@@ -38,8 +38,10 @@ def _status(entry, version=None):
     ver = entry.version or "0"
     if version is not None and str(version) != ver:
         raise UnknownModel(f"model {entry.name!r} version {version!r} is not served; serving {ver}")
+    unhealthy = entry.health()
+    ok = entry.state == "READY" and unhealthy is None
     return {"model_version_status": [{"version": ver, "state": state, "status": {
-        "error_code": "OK" if entry.state == "READY" else "UNAVAILABLE", "error_message": entry.error or ""}}]}
+        "error_code": "OK" if ok else "UNAVAILABLE", "error_message": unhealthy or entry.error or ""}}]}
 
 
 def _dtype_name(dt) -> str:

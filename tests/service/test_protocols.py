@@ -253,3 +253,15 @@ def test_api_keys_401_403_200_and_open_paths(caplog):
             assert client.get(path).status_code == 200, path
     assert secret not in caplog.text
     assert "s3cret" not in repr(Settings(api_keys=[secret]))
+
+
+def test_v2_integer_tensors_refuse_fractions_and_out_of_range_values(server):
+    _, client = server
+    for data in ([1, 2, 3.5, 4], [1, 2, 3, 256]):
+        r = client.post("/v2/models/pixels/infer", json={"inputs": [
+            {"name": "image", "shape": [1, 2, 2], "datatype": "UINT8", "data": data}]})
+        assert r.status_code == 400, r.text
+        assert "integers in [0, 255]" in r.json()["error"]
+    r = client.post("/v2/models/pixels/infer", json={"inputs": [
+        {"name": "image", "shape": [1, 2, 2], "datatype": "UINT8", "data": [0, 255, 255, 255]}]})
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [191.25]
