@@ -14,6 +14,19 @@ __all__ = ["Conv2D", "Conv2DTranspose", "Deconv2D"]
 _CONV_RENAMES = {"out_channel": "filters", "kernel_shape": "kernel_size", "stride": "strides"}
 
 
+def _kernel_and_bias(w_shape, filters, dtype, use_bias, kernel_initializer, bias_initializer,
+                     kernel_regularizer, bias_regularizer):
+    """``W`` (default init: untruncated normal, std sqrt(2/fan_in)) and optional ``b`` (zeros), with
+    their regularisation losses registered."""
+    W = tfv1.get_variable("W", w_shape, dtype=dtype, initializer=kernel_initializer or U.default_kernel_initializer())
+    U.add_regularizer(W, kernel_regularizer)
+    b = None
+    if use_bias:
+        b = tfv1.get_variable("b", [filters], dtype=dtype, initializer=bias_initializer or tfv1.zeros_initializer())
+        U.add_regularizer(b, bias_regularizer)
+    return W, b
+
+
 def _conv_nhwc_portable(x, W, strides, pad, dilations, split):
     """NHWC convolution every CPU kernel supports: one conv per group; dilation via SpaceToBatch."""
     def one(xi, wi):
@@ -79,13 +92,8 @@ def Conv2D(inputs, filters, kernel_size, strides=(1, 1), padding="same", data_fo
         raise ValueError(f"{layer}: filters ({filters}) must be divisible by split ({split})")
 
     dtype = inputs.dtype.base_dtype
-    W = tfv1.get_variable("W", [*ksize, in_channel // split, filters], dtype=dtype,
-                          initializer=kernel_initializer or U.default_kernel_initializer())
-    U.add_regularizer(W, kernel_regularizer)
-    b = None
-    if use_bias:
-        b = tfv1.get_variable("b", [filters], dtype=dtype, initializer=bias_initializer or tfv1.zeros_initializer())
-        U.add_regularizer(b, bias_regularizer)
+    W, b = _kernel_and_bias([*ksize, in_channel // split, filters], filters, dtype, use_bias, kernel_initializer,
+                            bias_initializer, kernel_regularizer, bias_regularizer)
 
     if use_native_kernels():
         s4 = [1, 1, *strides] if fmt == "NCHW" else [1, *strides, 1]
@@ -136,13 +144,8 @@ def Conv2DTranspose(inputs, filters, kernel_size, strides=(1, 1), padding="same"
         raise ValueError(f"{layer}: filters must be a positive int, got {filters!r}")
     in_channel = U.static_channels(layer, inputs, fmt)
     dtype = inputs.dtype.base_dtype
-    W = tfv1.get_variable("W", [*ksize, filters, in_channel], dtype=dtype,
-                          initializer=kernel_initializer or U.default_kernel_initializer())
-    U.add_regularizer(W, kernel_regularizer)
-    b = None
-    if use_bias:
-        b = tfv1.get_variable("b", [filters], dtype=dtype, initializer=bias_initializer or tfv1.zeros_initializer())
-        U.add_regularizer(b, bias_regularizer)
+    W, b = _kernel_and_bias([*ksize, filters, in_channel], filters, dtype, use_bias, kernel_initializer,
+                            bias_initializer, kernel_regularizer, bias_regularizer)
 
     x = inputs if (fmt == "NHWC" or use_native_kernels()) else U.to_nhwc(inputs)
     run_fmt = "NHWC" if x is not inputs or fmt == "NHWC" else "NCHW"
