@@ -27,7 +27,7 @@ from .inference import infer
 from .manager import ModelManager
 from .metrics import Metrics
 from .protocols import kserve, tfserving
-from .schemas import ErrorBody, ModelStatus, PredictRequest, PredictResponse, ReadyStatus
+from .schemas import ErrorBody, LiveStatus, ModelStatus, PredictRequest, PredictResponse, ReadyStatus
 from .settings import Settings
 from .validation import to_batch
 
@@ -89,8 +89,16 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     async def _batcher_error(request: Request, exc: BatcherError):
         return error_response(exc)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process is up")
+    @app.get("/healthz", tags=["health"], response_model=LiveStatus, responses={503: {"model": LiveStatus}},
+             summary="Liveness: the process is up (503 when a batch has hung past liveness_stuck_batch_s)")
     async def healthz():
+        limit = settings.liveness_stuck_batch_s
+        if limit:
+            for e in manager.entries.values():
+                if e.batcher is not None and e.batcher.oldest_running_s() > limit:
+                    return json_response({"status": "stuck", "reason": (
+                        f"model {e.name!r} has had a batch running for {e.batcher.oldest_running_s():.0f} s "
+                        f"(> TPSERVE_LIVENESS_STUCK_BATCH_S={limit:g})")}, status=503)
         return {"status": "alive"}
 
     @app.get("/readyz", tags=["health"], response_model=ReadyStatus, responses={503: {"model": ReadyStatus}},

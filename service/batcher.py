@@ -145,6 +145,12 @@ class DynamicBatcher:
             return 0
         return sum(1 for t in self._running_since.values() if now - t > self.stuck_batch_s)
 
+    def oldest_running_s(self) -> float:
+        """Seconds the longest-running batch has been running (0 when idle)."""
+        if not self._running_since:
+            return 0.0
+        return time.monotonic() - min(self._running_since.values())
+
     def health(self) -> str | None:
         """None while the model can serve; otherwise why not (see the module docstring)."""
         if self.unhealthy_after_failures and self._consecutive_failures >= self.unhealthy_after_failures:

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus", "error_responses",
+__all__ = ["LiveStatus", "PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus", "error_responses",
            "V1Status", "V1PredictResponse", "V1_REQUEST_BODY", "V2ModelMetadata", "V2Ready", "V2HealthReady",
            "V2InferRequest", "V2InferResponse", "V2_REQUEST_BODY"]
 
@@ -53,6 +53,11 @@ class ModelStatus(BaseModel):
     labels: list[str] | None = None
     devices: list[str] | None = None
     batching: dict[str, Any] | None = None
+
+
+class LiveStatus(BaseModel):
+    status: str = Field(..., description="'alive', or 'stuck' when a batch has hung (then HTTP 503)")
+    reason: str | None = None
 
 
 class ReadyStatus(BaseModel):

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     unhealthy_after_failed_batches: int = Field(5, ge=0, description=(
         "after this many consecutive failed batches a model is reported UNAVAILABLE (readiness 503) until a "
         "batch succeeds again; 0 = never"))
+    liveness_stuck_batch_s: float = Field(600.0, ge=0, description=(
+        "/healthz answers 503 when a batch has been running this long, so an orchestrator restarts a "
+        "process whose TensorFlow call hangs for good (readiness reacts earlier, at stuck_batch_timeout_s); "
+        "0 = never"))
     stuck_batch_timeout_s: float = Field(60.0, ge=0, description=(
         "a batch running longer than this marks its model UNAVAILABLE (readiness 503); while every replica slot "
         "is stuck, new requests get 503 at once instead of waiting for their deadline; 0 = no watchdog"))

@@ -279,3 +279,18 @@ def test_openapi_docs_describe_predict(make_server):
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "inputs" in body["properties"]
     assert client.get("/docs").status_code == 200
+
+
+def test_healthz_fails_when_a_batch_hangs_past_the_liveness_limit(make_server):
+    model = doubler()
+    client, _ = make_server([model], Settings(liveness_stuck_batch_s=0.3, stuck_batch_timeout_s=0.2))
+
+    def check():
+        time.sleep(0.5)
+        r = client.get("/healthz")
+        assert r.status_code == 503 and r.json()["status"] == "stuck"
+        assert "'double'" in r.json()["reason"]
+        assert client.get("/readyz").status_code == 503
+
+    _blocked_then(client, model, check)
+    assert client.get("/healthz").json() == {"status": "alive", "reason": None}
