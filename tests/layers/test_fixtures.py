@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from layers import (
-    AvgPooling,
-    BNReLU,
-    Conv2D,
-    FullyConnected,
-    GlobalAvgPooling,
-    LinearWrap,
-    TowerContext,
-    argscope,
-)
+from layers import TowerContext
+from tests.layers._nets import CifarResNet, MnistLinearWrap
 from tests.layers.reference import assert_allclose_rel
 
 tfv1 = tf.compat.v1
@@ -30,57 +22,21 @@ RENAMED_TENSORS = {"bnlast/Relu:0": "bnlast/output:0"}
 # the two networks, written as in tensorpack
 # --------------------------------------------------------------------------------------------
 
-def build_mnist_linearwrap():
-    """The "Symbolic Layers" tutorial network (fixture ``mnist_linearwrap``)."""
-    image = tfv1.placeholder(tf.float32, [None, 28, 28, 1], name="input")
+def _build(desc):
+    """Placeholder ``input`` + the network, under TowerContext('', is_training=False), as the fixtures were made."""
+    (image,) = desc.create_placeholders()
     with TowerContext("", is_training=False):
-        with argscope(Conv2D, filters=32, kernel_size=3, activation=tf.nn.relu):
-            return image, (LinearWrap(image)
-                           .Conv2D("conv0")
-                           .MaxPooling("pool0", 2)
-                           .Conv2D("conv1", padding="SAME")
-                           .Conv2D("conv2", kernel_size=5)
-                           .FullyConnected("fc0", 512, activation=tf.nn.relu)
-                           .Dropout("dropout", rate=0.5)
-                           .tf.multiply(0.5)
-                           .FullyConnected("fc1", units=10, activation=tf.identity)())
+        return image, desc.build_graph(image)
+
+
+def build_mnist_linearwrap():
+    """The "Symbolic Layers" tutorial network (fixture ``mnist_linearwrap``), see tests/layers/_nets.py."""
+    return _build(MnistLinearWrap())
 
 
 def build_cifar_resnet(n=2):
-    """tensorpack's examples/ResNet/cifar10-resnet.py network, channels_last (fixture ``resnet_cifar``)."""
-    image = tfv1.placeholder(tf.float32, [None, 32, 32, 3], name="input")
-
-    def residual(name, x, increase_dim=False, first=False):
-        in_channel = x.shape[3]
-        out_channel, stride1 = (in_channel * 2, 2) if increase_dim else (in_channel, 1)
-        with tfv1.variable_scope(name):
-            b1 = x if first else BNReLU(x)
-            c1 = Conv2D("conv1", b1, out_channel, strides=stride1, activation=BNReLU)
-            c2 = Conv2D("conv2", c1, out_channel)
-            if increase_dim:
-                x = AvgPooling("pool", x, 2)
-                x = tf.pad(x, [[0, 0], [0, 0], [0, 0], [in_channel // 2, in_channel // 2]])   # zero channels
-            return c2 + x
-
-    with TowerContext("", is_training=False):
-        x = image / 128.0
-        with argscope([Conv2D, AvgPooling, GlobalAvgPooling], data_format="channels_last"), \
-                argscope(Conv2D, use_bias=False, kernel_size=3,
-                         kernel_initializer=tfv1.variance_scaling_initializer(scale=2.0, mode="fan_out")):
-            x = Conv2D("conv0", x, 16, activation=BNReLU)
-            x = residual("res1.0", x, first=True)
-            for k in range(1, n):
-                x = residual(f"res1.{k}", x)
-            x = residual("res2.0", x, increase_dim=True)
-            for k in range(1, n):
-                x = residual(f"res2.{k}", x)
-            x = residual("res3.0", x, increase_dim=True)
-            for k in range(1, n):
-                x = residual(f"res3.{k}", x)
-            x = BNReLU("bnlast", x)
-            x = GlobalAvgPooling("gap", x)
-        logits = FullyConnected("linear", x, 10)
-        return image, tf.nn.softmax(logits, name="output")
+    """tensorpack's examples/ResNet/cifar10-resnet.py network (fixture ``resnet_cifar``), see tests/layers/_nets.py."""
+    return _build(CifarResNet(n))
 
 
 BUILDERS = {"mnist_linearwrap": build_mnist_linearwrap, "resnet_cifar": build_cifar_resnet}
