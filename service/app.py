@@ -26,10 +26,11 @@ from .images import top_k as top_k_labels
 from .inference import infer
 from .manager import ModelManager
 from .metrics import Metrics
+from .npy import NPY_TYPES, load_npy
 from .protocols import kserve, tfserving
 from .schemas import ErrorBody, LiveStatus, ModelStatus, PredictRequest, PredictResponse, ReadyStatus
 from .settings import Settings
-from .validation import to_batch
+from .validation import check_array, to_batch
 
 __all__ = ["create_app"]
 
@@ -122,6 +123,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": PredictRequest.model_json_schema(
                       ref_template="#/components/schemas/{model}")},
+                  "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
                   "image/png": {"schema": {"type": "string", "format": "binary"}},
                   "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
@@ -149,6 +151,24 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                 entry = manager.get(model, version)
                 obs.model = entry.name
                 return await classify_upload(request, entry, body, ctype, top_k)
+            if ctype in NPY_TYPES:
+                # A .npy array as the body: the batch for a single-input model, no JSON parsing.
+                entry = manager.get(model, version)
+                obs.model = entry.name
+                spec = _single_input(entry.model)
+                arrays = {spec.name: check_array(spec, load_npy(body), spec.name)}
+                if len(arrays[spec.name]) > settings.max_rows_per_request:
+                    raise InvalidRequest(f"{len(arrays[spec.name])} rows in one request, limit is "
+                                         f"{settings.max_rows_per_request}", field=spec.name)
+                deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"),
+                                         settings.default_timeout_ms)
+                result = await infer(manager, entry, arrays, deadline)
+                wanted = query.getlist("output") or [s.name for s in entry.model.outputs]
+                bad = [w for w in wanted if w not in result]
+                if bad:
+                    raise InvalidRequest(f"unknown output(s) {bad}; this model has {list(result)}", field="output")
+                return json_response({"model": entry.name, "version": entry.version,
+                                      "outputs": {k: result[k] for k in wanted}})
             payload = parse_json(body)
             entry = manager.get(payload.get("model", model), payload.get("version", version))
             obs.model = entry.name
@@ -208,3 +228,10 @@ def _int_param(query, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"query parameter {name!r} must be an integer", field=name, received=raw[:40]) from None
+
+
+def _single_input(model):
+    if len(model.inputs) != 1:
+        raise InvalidRequest(f"a .npy body feeds a single-input model; {model.name!r} takes "
+                             f"{[s.name for s in model.inputs]}: send JSON", field="body")
+    return model.inputs[0]

@@ -294,3 +294,34 @@ def test_healthz_fails_when_a_batch_hangs_past_the_liveness_limit(make_server):
 
     _blocked_then(client, model, check)
     assert client.get("/healthz").json() == {"status": "alive", "reason": None}
+
+
+def _npy(arr) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=True)
+    return buf.getvalue()
+
+
+def test_npy_body_runs_the_batch_without_json(make_server):
+    client, _ = make_server([doubler()])
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    r = client.post("/predict?output=y", content=_npy(x), headers={"content-type": "application/x-npy"})
+    assert r.status_code == 200, r.text
+    np.testing.assert_array_equal(r.json()["outputs"]["y"], x * 2)
+    assert list(r.json()["outputs"]) == ["y"]
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"not an npy file", "not a .npy file"),
+    (None, "unreadable .npy body"),                         # an object array: would need pickle
+    (_npy(np.zeros((2, 4), np.float32)), "expected [N, 3]"),
+])
+def test_bad_npy_bodies_are_refused(make_server, body, words):
+    client, _ = make_server([doubler()])
+    if body is None:
+        body = _npy(np.array([{"a": 1}, None], dtype=object))
+    r = client.post("/predict", content=body, headers={"content-type": "application/x-npy"})
+    assert r.status_code == 400, r.text
+    assert words in r.json()["error"]
