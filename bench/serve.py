@@ -75,7 +75,7 @@ def example_body(zoo_model, rows: int = 1) -> bytes:
 
 
 class Server:
-    def __init__(self, kind: str, repo: Path, model: str, threads: int):
+    def __init__(self, kind: str, repo: Path, model: str):
         self.kind, self.port = kind, free_port()
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
         if kind == "service":
@@ -167,7 +167,7 @@ def bench_model(label, repo, model, body, concurrency, duration_s, warmup_s):
         body_file = Path(f.name)
     try:
         for kind in ("service", "naive", "floor"):
-            srv = Server(kind, repo, model, 1)
+            srv = Server(kind, repo, model)
             try:
                 srv.wait(body)
                 run_wrk(srv.url, body_file, max(concurrency), warmup_s)
@@ -223,7 +223,7 @@ def bench_transport(tmp: Path, conc: int, duration_s: float, warmup_s: float) ->
     repo = random_weights_repo(tmp, "resnet18", "imagenet-resnet", options, {"max_batch_size": 16})
     zoo = model_zoo.get("imagenet-resnet", **options)
     out = {"model": "resnet18-transport", "concurrency": conc, "points": []}
-    srv = Server("service", repo, "resnet18", 1)
+    srv = Server("service", repo, "resnet18")
     try:
         bodies = transport_bodies(zoo)
         srv.wait(bodies["predict JSON"][1])

@@ -257,7 +257,21 @@ def _build_single(config):
     return graph, session, inputs, outputs, specs, report
 
 
-class OfflinePredictor:
+class _SessionOwner:
+    """A predictor owning ``self.session``: ``close()`` and use as a context manager."""
+
+    def close(self):
+        """Close the session (idempotent); the predictor cannot be called afterwards."""
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class OfflinePredictor(_SessionOwner):
     """Build ``config``'s model in a new graph and session, restore it, and call it.
 
     ``pred(x1, x2, ...)`` takes arrays in ``input_names`` order and returns a list of arrays in
@@ -296,15 +310,6 @@ class OfflinePredictor:
         """``{input_name: array}`` -> ``{output_name: array}`` (keys exactly as in the config)."""
         return self._runner.predict_batch(feeds)
 
-    def close(self):
-        """Close the session (idempotent); the predictor cannot be called afterwards."""
-        self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -341,7 +346,7 @@ class PredictorReplica:
         return f"PredictorReplica(index={self.index}, device={self.device!r})"
 
 
-class MultiDevicePredictor:
+class MultiDevicePredictor(_SessionOwner):
     """One graph and session with one replica of the model per device, sharing variables.
 
     Args:
@@ -424,12 +429,3 @@ class MultiDevicePredictor:
     def predict_batch(self, feeds) -> dict:
         return self.replicas[next(self._next) % len(self.replicas)].predict_batch(feeds)
 
-    def close(self):
-        """Close the session (idempotent)."""
-        self.session.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

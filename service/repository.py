@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -164,7 +163,6 @@ class TFModel:
         self._in_names = [i.name for i in self.inputs]
         one = self.run_batch(0, {s.name: self._filler(s, 1) for s in self.inputs})
         self.outputs = [TensorSpec(n, one[n].dtype, tuple(one[n].shape[1:])) for n in self._output_names]
-        self._closed = threading.Event()
 
     @staticmethod
     def _filler(spec: TensorSpec, rows: int) -> np.ndarray:
