@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 
 __all__ = ["DynamicBatcher", "BatcherError", "QueueFull", "DeadlineExceeded", "BatchFailed", "ShuttingDown",
-           "ModelUnavailable", "BatchObserver"]
+           "ModelUnavailable", "RequestTooLarge", "BatchObserver"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -46,6 +46,15 @@ class QueueFull(BatcherError):
     def __init__(self, queued_rows: int, limit: int, retry_after_s: float):
         super().__init__(f"queue full: {queued_rows} rows waiting, limit {limit}; retry in {retry_after_s:.0f} s")
         self.retry_after_s = retry_after_s
+
+
+class RequestTooLarge(BatcherError):
+    """More rows in one request than the queue can ever hold: no retry can succeed (HTTP 413, not 429)."""
+
+    def __init__(self, rows: int, limit: int):
+        super().__init__(f"{rows} rows in one request, but this model's queue holds at most {limit} rows "
+                         "(max_queue_size): split the request")
+        self.rows, self.limit = rows, limit
 
 
 class DeadlineExceeded(BatcherError):
@@ -196,6 +205,9 @@ class DynamicBatcher:
         if self._loop is None:
             raise RuntimeError("DynamicBatcher.submit before start()")
         rows = _row_count(inputs)
+        if rows > self.max_queue_rows:
+            self._observer.on_reject("too_large")
+            raise RequestTooLarge(rows, self.max_queue_rows)
         if self._closed:
             self._observer.on_reject("shutting_down")
             raise ShuttingDown("the server is shutting down")

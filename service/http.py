@@ -10,7 +10,15 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from .batcher import BatcherError, BatchFailed, DeadlineExceeded, ModelUnavailable, QueueFull, ShuttingDown
+from .batcher import (
+    BatcherError,
+    BatchFailed,
+    DeadlineExceeded,
+    ModelUnavailable,
+    QueueFull,
+    RequestTooLarge,
+    ShuttingDown,
+)
 from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError
 from .metrics import Metrics
 
@@ -33,6 +41,8 @@ def to_service_error(exc: Exception) -> ServiceError:
         err = ServiceError(str(exc), headers={"Retry-After": str(int(math.ceil(exc.retry_after_s)))})
         err.status = 429
         return err
+    if isinstance(exc, RequestTooLarge):
+        return PayloadTooLarge(str(exc), expected=f"<= {exc.limit} rows", received=exc.rows)
     if isinstance(exc, DeadlineExceeded):
         err = ServiceError(str(exc))
         err.status = 504

@@ -31,7 +31,7 @@ class Metrics:
                                     buckets=_BATCH_BUCKETS, registry=r)
         self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model"], registry=r)
         self.rejected = Counter("tpserve_rejected_total",
-                                "Requests refused before running, by reason (queue_full, deadline, shutting_down, "
+                                "Requests refused before running, by reason (queue_full, too_large, deadline, shutting_down, "
                                 "not_ready, unavailable)", ["model", "reason"], registry=r)
         self.model_info = Gauge("tpserve_model_info", "1 for each model version and its state", ["model", "version",
                                                                                              "state"], registry=r)

@@ -1,0 +1,51 @@
+"""Costs bounded before they are paid: requests that can never succeed are refused up front with 4xx."""
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from service import Settings
+from service.batcher import DynamicBatcher, QueueFull, RequestTooLarge
+
+from .fakes import doubler
+from .test_app import make_server  # noqa: F401  (the shared real-server fixture)
+
+
+def test_batcher_refuses_more_rows_than_its_queue_can_ever_hold():
+    calls = []
+
+    def run(replica, inputs):
+        calls.append(len(inputs["x"]))
+        return {"y": inputs["x"] * 2}
+
+    async def main():
+        b = DynamicBatcher(run, max_batch_size=4, max_queue_rows=8, name="m")
+        await b.start()
+        try:
+            with pytest.raises(RequestTooLarge, match=r"9 rows in one request.*at most 8 rows") as exc:
+                await b.submit({"x": np.ones((9, 3), np.float32)})
+            assert (exc.value.rows, exc.value.limit) == (9, 8)
+            out = await b.submit({"x": np.ones((8, 3), np.float32)})   # exactly the capacity still fits
+            np.testing.assert_array_equal(out["y"], np.full((8, 3), 2, np.float32))
+        finally:
+            await b.stop()
+
+    asyncio.run(main())
+    assert sum(calls) == 8                      # the refused request never ran
+    assert not issubclass(RequestTooLarge, QueueFull)    # so nobody maps it to 429 + Retry-After
+
+
+def test_a_request_larger_than_the_queue_is_413_not_429(make_server):  # noqa: F811
+    settings = Settings(max_body_bytes=64 * 1024, batching={"max_batch_size": 4, "max_queue_size": 8})
+    client, registry = make_server([doubler()], settings)
+    r = client.post("/predict", json={"inputs": np.ones((9, 3)).tolist()})
+    assert r.status_code == 413, r.text
+    assert "Retry-After" not in r.headers
+    assert "at most 8 rows" in r.json()["error"] and "split the request" in r.json()["error"]
+    assert registry.get_sample_value("tpserve_rejected_total",
+                                     {"model": "double", "reason": "too_large"}) == 1
+    ok = client.post("/predict", json={"inputs": np.ones((8, 3)).tolist()})
+    assert ok.status_code == 200
+    np.testing.assert_array_equal(ok.json()["outputs"]["y"], np.full((8, 3), 2.0))
