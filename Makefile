@@ -6,32 +6,38 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
-HOST ?= 127.0.0.1
-PORT ?= 8000
+# Every pip install below takes its versions from this lock (the image uses the same file).
+LOCK := requirements.lock
+UV_VERSION := 0.13.9
+UV_ARGS ?=
+# make serve HOST=0.0.0.0 PORT=9000; unset, the server's own settings decide (TPSERVE_* variables, or
+# 127.0.0.1:8000 and ./model_repository), so `TPSERVE_MODEL_REPOSITORY=... make serve` is honoured.
+HOST ?=
+PORT ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test serve lint install install-dev bench soak clean
+.PHONY: test serve lint install install-dev bench soak clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[dev]'
 	touch $(STAMP) $(RUN_STAMP)
 
-$(RUN_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+$(RUN_STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) -e .
 	touch $(RUN_STAMP)
 
 install: $(RUN_STAMP)
 
 install-dev: $(STAMP)
 
-# Serve the bundled digits model (model_repository/) on $(HOST):$(PORT).
+# Serve the bundled digits model (model_repository/, the default repository) on 127.0.0.1:8000.
 serve: $(RUN_STAMP)
-	$(PY) -m service --host $(HOST) --port $(PORT) --model-repository model_repository
+	$(PY) -m service$(if $(HOST), --host $(HOST))$(if $(PORT), --port $(PORT))
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -41,8 +47,8 @@ test: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m pytest -m soak -s tests/reliability
 
-$(BENCH_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e '.[bench]'
+$(BENCH_STAMP): pyproject.toml $(LOCK) | $(PY)
+	$(PY) -m pip install --quiet -c $(LOCK) -e '.[bench]'
 	touch $(BENCH_STAMP)
 
 # Performance report: engine + serving sweeps -> bench/results/<date>-<machine>.{json,png} and bench/README.md.
@@ -52,6 +58,15 @@ bench: $(RUN_STAMP) $(BENCH_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check layers model_zoo service tests bench
+
+# Re-resolve requirements.lock after changing dependencies in pyproject.toml (pins already in the lock
+# are kept when they still fit; `make lock UV_ARGS=--upgrade` moves everything to the newest versions).
+# uv's resolver, pinned, in a throw-away venv under build/. The command is also the lock's header.
+lock:
+	$(PYTHON) -m venv build/uv-venv
+	build/uv-venv/bin/pip install --quiet 'uv==$(UV_VERSION)'
+	build/uv-venv/bin/uv pip compile --native-tls pyproject.toml deploy/tensorflow-variants.in --all-extras \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(UV_ARGS) -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
