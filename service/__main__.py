@@ -18,8 +18,11 @@ import os
 import signal
 import sys
 import time
+from typing import Literal, get_args, get_origin
 
 import uvicorn
+
+__all__ = ["main", "build_parser", "settings_from_argv", "flag_name", "DrainingServer"]
 
 logger = logging.getLogger("tpserve")
 
@@ -61,33 +64,89 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def main(argv=None) -> int:
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _leaf_fields(model, path: tuple[str, ...] = ()):
+    """(field path, FieldInfo) of every settable leaf field of a pydantic model, nested models expanded."""
+    from pydantic import BaseModel
+
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            yield from _leaf_fields(ann, (*path, name))
+        else:
+            yield (*path, name), field
+
+
+def flag_name(path: tuple[str, ...]) -> str:
+    """``("batching", "max_batch_size")`` -> ``--batching.max-batch-size`` (nested fields joined with '.')."""
+    return "--" + ".".join(p.replace("_", "-") for p in path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one flag per field of :class:`service.settings.Settings`, generated from the
+    fields themselves (help = the field's description, its default and its environment variable), so
+    ``--help`` lists every setting and cannot drift from the code."""
+    from .settings import Settings
+
+    prefix = Settings.model_config["env_prefix"]
+    delim = Settings.model_config["env_nested_delimiter"]
     parser = argparse.ArgumentParser(
-        prog="tpserve", description="Serve the models of a model repository over HTTP. Every option can also be "
-        "set as a TPSERVE_* environment variable or in a YAML/JSON file (TPSERVE_CONFIG_FILE). SIGTERM drains "
-        "gracefully (see the module docstring of service/__main__.py).")
-    parser.add_argument("--host", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default 8000)")
-    parser.add_argument("--model-repository", help="model repository directory (default ./model_repository)")
-    parser.add_argument("--config-file", help="YAML or JSON settings file")
-    parser.add_argument("--device", help="'auto', 'cpu' or 'gpu:0,1'")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    args = parser.parse_args(argv)
+        prog="tpserve", description="Serve the models of a model repository over HTTP. Every option below is "
+        "also a TPSERVE_* environment variable (named after each option) and a key of the YAML/JSON file named by "
+        "--config-file / TPSERVE_CONFIG_FILE; flags win over the environment, which wins over the file. "
+        "SIGTERM drains gracefully (see the module docstring of service/__main__.py).")
+    for path, field in _leaf_fields(Settings):
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, list):
+            default = ",".join(default) or "none"
+        env = prefix + delim.join(path).upper()
+        text = f"{field.description or ''} (default: {default}; env {env})".replace("%", "%%")
+        kwargs = {"dest": "__".join(path), "default": argparse.SUPPRESS, "help": text}
+        ann = field.annotation
+        if ann is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif get_origin(ann) is Literal:
+            kwargs["choices"] = list(get_args(ann))
+        else:
+            # Strings: pydantic parses and validates them exactly as it does the environment's values.
+            kwargs["metavar"] = ("A,B" if get_origin(ann) is list else "PATH" if "Path" in repr(ann)
+                                 else _METAVARS.get(ann, "VALUE"))
+        parser.add_argument(flag_name(path), **kwargs)
+    return parser
+
+
+def settings_from_argv(argv=None):
+    """Settings from the command line (flags), the environment and the config file, in that priority."""
+    from .settings import Settings
+
+    args = vars(build_parser().parse_args(argv))
+    overrides: dict = {}
+    for dest, value in args.items():
+        *parents, leaf = dest.split("__")
+        node = overrides
+        for p in parents:
+            node = node.setdefault(p, {})
+        # "null" means None, as in the environment (TPSERVE_DEFAULT_TIMEOUT_MS=null).
+        node[leaf] = None if value == "null" else value
+    return Settings(**overrides)
+
+
+def main(argv=None) -> int:
+    from pydantic import ValidationError
+
     # Quiet TensorFlow's C++ start-up chatter unless the operator asked for it (this is the server
     # process's entry point, not a library import).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-    from pydantic import ValidationError
-
-    from .app import create_app
-    from .settings import Settings
-
-    overrides = {k: v for k, v in vars(args).items() if v is not None}
     try:
-        settings = Settings(**overrides)
+        settings = settings_from_argv(argv)
     except (ValidationError, ValueError) as e:
         print(f"tpserve: invalid settings:\n{e}", file=sys.stderr)
         return 2
+
+    from .app import create_app
+
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     # The drain above waits for queued and running batches; uvicorn then only has responses left to
