@@ -1,26 +1,59 @@
-"""Decoding uploaded images safely (PNG and JPEG only), with size limits."""
+"""Decoding uploaded images safely (PNG and JPEG only), with size limits, off the event loop.
+
+The cost of an image is bounded before it is paid: the header's width and height are each checked
+against ``max_side`` and their product against ``max_pixels`` before any pixel is decoded, so a
+3 KB PNG declaring 4,000,000 x 1 pixels costs a header read. Decoding then allocates width x height x 3
+bytes (<= 120 MB at the 40 MP default); an image far larger than the model needs is box-reduced by an
+integer factor right after decoding (JPEG: by the decoder itself, at 1/2, 1/4 or 1/8 scale), so the
+zoo's NumPy preprocessing never runs on more than about twice the pixels it keeps.
+Decoding and preprocessing run on a small thread pool (Pillow and NumPy release the GIL there), never
+on the event loop that answers health checks and other clients.
+"""
 from __future__ import annotations
 
+import asyncio
 import io
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 
-__all__ = ["decode_image", "UnsupportedMediaType", "IMAGE_TYPES", "top_k"]
+__all__ = ["decode_image", "UnsupportedMediaType", "IMAGE_TYPES", "top_k", "image_row", "run_image_work",
+           "needed_size"]
 
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
+
+# Two threads: enough to keep a core busy with image work while the other serves the loop; a flood of
+# large images queues here instead of taking every core from inference.
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tpserve-image")
 
 
 class UnsupportedMediaType(ServiceError):
     status = 415
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """PNG/JPEG bytes -> HxWx3 uint8 RGB. Checks the declared size *before* decoding, so a
-    decompression bomb costs a header read, not gigabytes of memory."""
+def _too_large(msg: str, received=None) -> PayloadTooLarge:
+    return PayloadTooLarge(msg, field="image", expected="a smaller image", received=received)
+
+
+def _reduce_factor(w: int, h: int, need: tuple[int, int] | None) -> int:
+    """The largest integer box factor that keeps both sides >= twice what the model keeps."""
+    if need is None:
+        return 1
+    return max(1, min(w // (2 * max(1, need[1])), h // (2 * max(1, need[0]))))
+
+
+def decode_image(data: bytes, max_pixels: int, max_side: int = 10_000,
+                 need: tuple[int, int] | None = None) -> np.ndarray:
+    """PNG/JPEG bytes -> HxWx3 uint8 RGB.
+
+    ``max_side`` bounds width and height each and ``max_pixels`` their product, both read from the
+    header before decoding. ``need = (height, width)``: the smallest image the consumer keeps; a much
+    larger image comes back box-reduced by an integer factor (never below twice ``need``).
+    """
     if not data:
         raise InvalidRequest("the image is empty", field="image", expected="PNG or JPEG bytes", received="0 bytes")
     try:
@@ -30,28 +63,59 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             fmt = im.format
             w, h = im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLarge(f"image dimensions exceed the pixel limit of {max_pixels}", field="image",
-                              expected=f"<= {max_pixels} pixels") from None
+        raise _too_large(f"image dimensions exceed the pixel limit of {max_pixels}") from None
     except Exception:  # noqa: BLE001 - Pillow raises many types for garbage
         raise InvalidRequest("the image could not be decoded (corrupt or not an image)", field="image",
                              expected="PNG or JPEG bytes") from None
     if fmt not in ("PNG", "JPEG"):
         raise UnsupportedMediaType(f"unsupported image format {fmt}; send PNG or JPEG", field="image",
                                    expected=["PNG", "JPEG"], received=fmt)
+    if w > max_side or h > max_side:
+        raise _too_large(f"image is {w}x{h}; width and height are limited to {max_side} each "
+                         "(TPSERVE_MAX_IMAGE_SIDE)", received=f"{w}x{h}")
     if w * h > max_pixels:
-        raise PayloadTooLarge(f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels} "
-                              "(TPSERVE_MAX_IMAGE_PIXELS)", field="image", expected=f"<= {max_pixels} pixels",
-                              received=w * h)
+        raise _too_large(f"image is {w}x{h} = {w * h} pixels, the limit is {max_pixels} "
+                         "(TPSERVE_MAX_IMAGE_PIXELS)", received=w * h)
+    factor = _reduce_factor(w, h, need)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if factor > 1 and fmt == "JPEG":
+                im.draft("RGB", (w // factor, h // factor))      # the decoder skips detail it would drop
+                factor = _reduce_factor(*im.size, need)
+            im = im.convert("RGB")
+            if factor > 1:
+                im = im.reduce(factor)
+            rgb = np.asarray(im, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PayloadTooLarge(f"image exceeds the pixel limit of {max_pixels}", field="image") from None
+        raise _too_large(f"image exceeds the pixel limit of {max_pixels}") from None
     except Exception:  # noqa: BLE001 - truncated data shows up at decode time
         raise InvalidRequest("the image data is truncated or corrupt", field="image",
                              expected="PNG or JPEG bytes") from None
     return rgb
+
+
+def needed_size(model) -> tuple[int, int] | None:
+    """(height, width) of the model's image input, when it has one with known dimensions."""
+    shape = tuple(model.inputs[0].shape) if model.inputs else ()
+    if len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape[:2]):
+        return shape[0], shape[1]
+    return None
+
+
+def image_row(model, data: bytes, settings, field: str = "image") -> np.ndarray:
+    """Image bytes -> one input row of ``model`` (decode + the model's own preprocessing). Blocking:
+    call it through :func:`run_image_work`."""
+    pre = getattr(model, "preprocess_image", None)
+    if pre is None:
+        raise InvalidRequest(f"model {model.name!r} does not take images", field=field)
+    rgb = decode_image(data, settings.max_image_pixels, settings.max_image_side, needed_size(model))
+    return pre(rgb)
+
+
+async def run_image_work(fn, *args):
+    """Run blocking image work on the image pool, keeping the event loop free."""
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn, *args)
 
 
 def top_k(prob: np.ndarray, labels: list[str] | None, k: int) -> list[list[dict]]:

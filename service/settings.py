@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     inter_op_threads: int = Field(0, ge=0, description=(
         "TensorFlow inter-op threads per session; 0 = automatic (1 on <= 2 CPUs, else 2; GPU: TF default)"))
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")
+    max_image_side: int = Field(10_000, ge=1, description=(
+        "image width and height limit, each checked from the header before decoding; above: 413"))
     poll_interval_s: float = Field(10.0, ge=0, description="how often the repository is polled for new versions; 0 = never")
-    load_threads: int = Field(1, ge=1, description="TensorFlow threads a background (re)load may use, so serving keeps its cores")
     unhealthy_after_failed_batches: int = Field(5, ge=0, description=(
         "after this many consecutive failed batches a model is reported UNAVAILABLE (readiness 503) until a "
         "batch succeeds again; 0 = never"))
