@@ -1,14 +1,20 @@
 """Turn decoded JSON into NumPy batches, with a clear 400 for every client mistake."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, PayloadTooLarge
 from .model import TensorSpec
 
-__all__ = ["to_batch", "check_array", "shape_str"]
+__all__ = ["to_batch", "check_array", "shape_str", "JsonBudget", "json_budget", "check_json_budget"]
+
+# Room for the envelope around the tensors: the body object, "parameters", "outputs" lists, v2's per-input
+# objects and their "shape" lists, TF Serving's per-instance objects (those scale with rows: see below).
+_ENVELOPE_CONTAINERS = 64
+_ENVELOPE_VALUES = 256
 
 
 def shape_str(shape) -> str:
@@ -127,3 +133,52 @@ def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "
         raise InvalidRequest(f"{n} rows in one request, limit is {max_rows} (TPSERVE_MAX_ROWS_PER_REQUEST)",
                              field=field, expected=f"<= {max_rows} rows", received=n)
     return arrays
+
+
+class JsonBudget(NamedTuple):
+    """Most JSON containers (lists + objects) and values a valid request for a model can hold."""
+
+    containers: int
+    values: int
+
+
+def json_budget(specs: list[TensorSpec], max_rows: int) -> JsonBudget | None:
+    """The budget for ``max_rows`` rows of every input, in the most container-heavy valid form (a nested
+    list per row, plus a TF Serving instance object per row); None when a dimension is unknown (then only
+    the body-size limit applies)."""
+    containers, values = 0, 0
+    for s in specs:
+        if any(d is None for d in s.shape):
+            return None
+        lists, span = 1, 1                       # the row's own list, then one per index of each outer dim
+        for d in s.shape[:-1]:
+            span *= d
+            lists += span
+        containers += lists
+        values += math.prod(s.shape)
+    containers += 1                              # TF Serving row format: an object per instance
+    return JsonBudget(max_rows * containers + _ENVELOPE_CONTAINERS, max_rows * (values + len(specs)) + _ENVELOPE_VALUES)
+
+
+def check_json_budget(body: bytes, budget: JsonBudget | None, model: str) -> None:
+    """413 before parsing when ``body`` holds more JSON containers or values than any valid request can.
+
+    Counting bytes is C-speed (a few ms for 32 MB) while building the Python objects of
+    ``[[],[],...]`` costs seconds and a gigabyte; brackets and commas inside strings only over-count,
+    and valid numeric bodies have none.
+    """
+    if budget is None:
+        return
+    containers = body.count(b"[") + body.count(b"{")
+    if containers > budget.containers:
+        raise PayloadTooLarge(f"the body holds {containers} JSON lists/objects; a request to model {model!r} "
+                              f"can use at most {budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of its "
+                              "inputs)", field="body", expected=f"<= {budget.containers} lists/objects",
+                              received=containers)
+    # every element of every container is followed by a comma but the last: elements <= commas + containers
+    elements = body.count(b",") + containers
+    if elements > budget.values + budget.containers:
+        raise PayloadTooLarge(f"the body holds about {elements} JSON values; a request to model {model!r} can use "
+                              f"at most {budget.values + budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of "
+                              "its inputs)", field="body", expected=f"<= {budget.values + budget.containers} values",
+                              received=elements)
