@@ -20,6 +20,7 @@ from .pool import AvgPooling, FixedUnPooling, GlobalAvgPooling, MaxPooling
 from .predict import MultiDevicePredictor, OfflinePredictor, PredictConfig, PredictorReplica
 from .registry import VariableHolder, disable_layer_logging, get_registered_layer, layer_register
 from .regularize import l1_regularizer, l2_regularizer, regularize_cost, regularize_cost_from_collection
+from .saved_model import SavedModelPredictor
 from .sessinit import (
     ChainInit,
     DictRestore,
@@ -60,5 +61,5 @@ __all__ = [
     "SmartInit", "get_model_loader", "SessionInit", "JustCurrentSession", "DictRestore", "SaverRestore",
     "ChainInit", "RestoreReport", "dump_model_params", "save_checkpoint_vars", "load_checkpoint_vars",
     "get_checkpoint_path", "PredictConfig", "OfflinePredictor", "MultiDevicePredictor", "PredictorReplica",
-    "export_saved_model",
+    "export_saved_model", "SavedModelPredictor",
 ]

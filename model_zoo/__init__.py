@@ -11,7 +11,7 @@
 files, so ``ImageNet-ResNet50.npz`` restores without renaming. See ``model_zoo/README.md``.
 Importing this package registers the architectures below; it does not build any graph.
 """
-from . import labels, preprocess
+from . import labels, preprocess, user
 from .base import ClassifierModel
 from .cifar10_resnet import Cifar10ResNet, Cifar10ResNetConfig
 from .imagenet import ImageNetModel
@@ -28,6 +28,8 @@ __all__ = [
     "register", "get", "names", "get_config_class", "ArchitectureConfig", "check_choice", "check_range",
     # metadata
     "ZooModel", "InputSpec", "OutputSpec", "labels", "preprocess",
+    # the user's own models (ModelDesc by import path, SavedModel)
+    "user",
     # helpers
     "build_inference_graph", "count_parameters",
     # architectures (ModelDesc + options)

@@ -74,11 +74,14 @@ class ZooModel:
     Attributes:
         architecture: the registry name (``'imagenet-resnet'``).
         config: the architecture's config dataclass instance (its options).
-        model: the ``layers.ModelDesc`` to build graphs with.
-        inputs: serving inputs (the training-only ``label`` input is not listed).
+        model: the ``layers.ModelDesc`` to build graphs with (None for a SavedModel, see
+            :mod:`model_zoo.user`).
+        inputs: serving inputs (the training-only ``label`` input is not listed); a user model's
+            ``value_range`` is ``()`` when its config gives none.
         outputs: named outputs; the first is the default one (``prob``).
         labels: class names, index -> name.
         preprocessing: one-paragraph description of what :meth:`preprocess_image` does.
+        _preprocess: the image transform; None when the model takes no images.
     """
 
     architecture: str
@@ -88,7 +91,7 @@ class ZooModel:
     outputs: tuple[OutputSpec, ...]
     labels: tuple[str, ...]
     preprocessing: str
-    _preprocess: Callable[[np.ndarray], np.ndarray] = dataclasses.field(repr=False)
+    _preprocess: Callable[[np.ndarray], np.ndarray] | None = dataclasses.field(repr=False)
 
     # --- convenience ----------------------------------------------------------------------
     @property
@@ -119,6 +122,11 @@ class ZooModel:
                 return o
         raise ValueError(f"{self.architecture}: unknown output {name!r}; valid outputs: {self.output_names}")
 
+    @property
+    def takes_images(self) -> bool:
+        """False for a model with no image transform (a user model without ``"image"``)."""
+        return self._preprocess is not None
+
     def preprocess_image(self, image: np.ndarray) -> np.ndarray:
         """One HxWx3 uint8 RGB image (any size) -> one input row of shape ``self.input.shape``.
 
@@ -128,6 +136,8 @@ class ZooModel:
         Raises:
             ValueError: not a uint8 HxWx3 / HxW array.
         """
+        if self._preprocess is None:
+            raise ValueError(f"{self.architecture}: this model takes no images (it has no image transform)")
         image = np.asarray(image)
         if image.dtype != np.uint8:
             raise ValueError(f"{self.architecture}: preprocess_image expects a uint8 image, got dtype {image.dtype}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,9 +44,12 @@ class ServedModel(Protocol):
 
 @dataclass
 class ModelConfig:
-    """``<repo>/<model>/config.(yaml|json)``: architecture, its options, batching overrides."""
+    """``<repo>/<model>/config.(yaml|json)``: architecture, its options, batching overrides, and
+    for the user's own models (``"pkg.module:Model"`` or ``"saved_model"``) the parsed serving keys
+    (``user``: outputs, inputs, labels, ...; opaque here, see ``model_zoo.user``)."""
 
     name: str
     architecture: str
     options: dict = field(default_factory=dict)
     batching: dict = field(default_factory=dict)
+    user: Any = None

@@ -7,6 +7,9 @@ Layout (Triton / TF Serving style)::
                                                  "batching": {"max_batch_size": 64, ...}}
     <repo>/<model>/<version>/model.npz          or a TF checkpoint (checkpoint file / model-N.index)
 
+The user's own models (``"architecture": "pkg.module:Model"`` with ``"outputs"``, or
+``"saved_model"`` with a SavedModel as the version directory) are described in ``model_zoo.user``.
+
 The highest numeric version is served.
 """
 from __future__ import annotations
@@ -66,8 +69,10 @@ def find_weights(version_dir: Path) -> str:
     index = sorted(version_dir.glob("*.index"))
     if len(index) == 1:
         return str(index[0])[: -len(".index")]
+    hint = " (it holds a SavedModel: set \"architecture\": \"saved_model\")" \
+        if (version_dir / "saved_model.pb").is_file() else ""
     raise ValueError(f"{version_dir} holds no weights: expected one .npz file or a TF checkpoint "
-                     "(a 'checkpoint' file or a single model-N.index/.data-* pair)")
+                     f"(a 'checkpoint' file or a single model-N.index/.data-* pair){hint}")
 
 
 class ModelRepository:
@@ -102,18 +107,22 @@ class ModelRepository:
         if len(files) != 1:
             raise ValueError(f"{d} must hold exactly one config.yaml or config.json, found {len(files)}")
         raw = load_config_file(files[0])
-        unknown = sorted(set(raw) - _CONFIG_KEYS)
-        if unknown:
-            raise ValueError(f"{files[0]}: unknown key(s) {unknown}; expected {sorted(_CONFIG_KEYS)}")
         arch = raw.get("architecture")
-        if arch not in model_zoo.names():
-            raise ValueError(f"{files[0]}: unknown architecture {arch!r}; valid choices: {model_zoo.names()}")
+        user = model_zoo.user.is_user_architecture(arch)
+        keys = _CONFIG_KEYS | set(model_zoo.user.CONFIG_KEYS) if user else _CONFIG_KEYS
+        unknown = sorted(set(raw) - keys)
+        if unknown:
+            raise ValueError(f"{files[0]}: unknown key(s) {unknown}; expected {sorted(keys)}")
+        if not user and arch not in model_zoo.names():
+            raise ValueError(f"{files[0]}: unknown architecture {arch!r}; valid choices: {model_zoo.names()}, "
+                             "'package.module:ModelDescClass' or 'saved_model'")
         options, batching = raw.get("options") or {}, raw.get("batching") or {}
         if not isinstance(options, dict) or not isinstance(batching, dict):
             raise ValueError(f"{files[0]}: 'options' and 'batching' must be mappings")
+        spec = model_zoo.user.parse_config(raw, self.root, str(files[0].relative_to(self.root))) if user else None
         if not self.versions(d.name):
             raise ValueError(f"{d} has no numeric version directory (e.g. {d}/1/model.npz)")
-        return ModelConfig(d.name, arch, options, batching)
+        return ModelConfig(d.name, arch, options, batching, user=spec)
 
     def load(self, config: ModelConfig, max_batch_size: int, version: int | None = None) -> TFModel:
         """Build, restore (strictly: every variable must be in the file) and warm up a model version."""
@@ -124,8 +133,13 @@ class ModelRepository:
             version = versions[-1]
         elif version not in versions:
             raise ValueError(f"model {config.name!r} has no version {version}; versions: {versions}")
-        weights = find_weights(self.root / config.name / str(version))
-        model = TFModel(config, str(version), weights, self.settings)
+        version_dir = self.root / config.name / str(version)
+        try:
+            weights = str(version_dir) if config.architecture == "saved_model" else find_weights(version_dir)
+            model = TFModel(config, str(version), weights, self.settings)
+        except Exception as e:
+            self._relative_paths(e)
+            raise
         try:
             if self.settings.warmup:
                 model.warmup(max_batch_size)
@@ -134,9 +148,19 @@ class ModelRepository:
             raise
         return model
 
+    def _relative_paths(self, error: Exception):
+        """Write paths in ``error``'s message relative to the repository: responses show the
+        message, and the server's absolute layout is nobody's business."""
+        if len(error.args) == 1 and isinstance(error.args[0], str):
+            msg = error.args[0]
+            for prefix in (str(self.root.resolve()) + os.sep, str(self.root) + os.sep):
+                msg = msg.replace(prefix, "")
+            error.args = (msg,)
+
 
 class TFModel:
-    """A zoo architecture restored from a weights file, one replica per device."""
+    """A zoo architecture or a user ModelDesc restored from a weights file, or a SavedModel (then
+    ``weights`` is its directory); one replica per device."""
 
     def __init__(self, config: ModelConfig, version: str, weights: str, settings: Settings):
         import layers
@@ -146,23 +170,32 @@ class TFModel:
         self.version = version
         self.architecture = config.architecture
         self.weights = weights
-        zoo = model_zoo.get(config.architecture, **config.options)
-        self.zoo = zoo
         self.devices = settings.device_list(layers.gpu_count())
+        intra, inter = session_threads(settings, self.devices)
+        if config.architecture == model_zoo.user.SAVED_MODEL:
+            zoo, self._predictor = model_zoo.user.load_saved_model(config.user, weights, self.devices, intra, inter)
+        else:
+            zoo = model_zoo.user.build(config.user) if config.user is not None else \
+                model_zoo.get(config.architecture, **config.options)
+            pconfig = layers.PredictConfig(
+                model=zoo.model, input_names=zoo.input_names, output_names=[o.tensor for o in zoo.outputs],
+                session_init=layers.SmartInit(weights), intra_op_threads=intra, inter_op_threads=inter)
+            self._predictor = layers.MultiDevicePredictor(pconfig, devices=self.devices)
+        self.zoo = zoo
         self.inputs = [TensorSpec(i.name, np.dtype(i.dtype), tuple(i.shape), tuple(i.value_range), i.description)
                        for i in zoo.inputs]
         self._output_names = [o.name for o in zoo.outputs]
         self.labels = list(zoo.labels) if zoo.labels else None
-        self.preprocess_image = zoo.preprocess_image   # uploads: decode -> this -> one input row
-        intra, inter = session_threads(settings, self.devices)
-        pconfig = layers.PredictConfig(
-            model=zoo.model, input_names=[i.name for i in zoo.inputs], output_names=[o.tensor for o in zoo.outputs],
-            session_init=layers.SmartInit(weights), intra_op_threads=intra, inter_op_threads=inter)
-        self._predictor = layers.MultiDevicePredictor(pconfig, devices=self.devices)
+        # uploads: decode -> this -> one input row; None: the model takes no images
+        self.preprocess_image = zoo.preprocess_image if zoo.takes_images else None
         self._replicas = self._predictor.replicas
         self._in_names = [i.name for i in self.inputs]
-        one = self.run_batch(0, {s.name: self._filler(s, 1) for s in self.inputs})
-        self.outputs = [TensorSpec(n, one[n].dtype, tuple(one[n].shape[1:])) for n in self._output_names]
+        try:
+            one = self.run_batch(0, {s.name: self._filler(s, 1) for s in self.inputs})
+            self.outputs = [TensorSpec(n, one[n].dtype, tuple(one[n].shape[1:])) for n in self._output_names]
+        except BaseException:
+            self._predictor.close()   # nobody else holds this half-built model: its session would leak
+            raise
 
     @staticmethod
     def _filler(spec: TensorSpec, rows: int) -> np.ndarray:

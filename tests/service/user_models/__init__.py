@@ -1,0 +1,1 @@
+"""User code for tests/service/test_user_models.py: a ModelDesc the server imports by name."""
