@@ -17,7 +17,8 @@ import numpy as np
 
 from service.model import ModelConfig, TensorSpec
 
-__all__ = ["FakeModel", "FakeRepository", "doubler", "pixels", "wait_until"]
+__all__ = ["PATIENCE_S", "FakeModel", "FakeRepository", "HeldModel", "VersionedRepository", "doubler", "pixels", "scaler",
+           "wait_until"]
 
 # How long a test waits for something that must happen before it gives up. Only a failing test ever
 # waits this long, so it is generous: CI machines under load must not turn a slow pass into a failure.
