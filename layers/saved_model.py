@@ -16,7 +16,7 @@ import itertools
 import os
 
 from ._compat import tf, tfv1
-from .predict import PredictorReplica, _Runner
+from .predict import PredictorReplica, _canonical_device, _Runner
 
 __all__ = ["SavedModelPredictor"]
 
@@ -66,6 +66,12 @@ class SavedModelPredictor:
         config.gpu_options.allow_growth = True
         config.intra_op_parallelism_threads = intra_op_threads or 0
         config.inter_op_parallelism_threads = inter_op_threads or 0
+        canon = [_canonical_device(d) for d in self.devices]
+        if len(set(canon)) != len(canon):
+            raise ValueError(f"SavedModelPredictor: devices must be distinct, got {self.devices}")
+        n_cpus = max((int(c.split(":")[1]) + 1 for c in canon if c.startswith("CPU")), default=1)
+        if n_cpus > 1:
+            config.device_count["CPU"] = n_cpus   # logical CPU devices for '/cpu:1', ... (as MultiDevicePredictor)
         self._sessions = []
         self.replicas = []
         try:
