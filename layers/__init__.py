@@ -9,6 +9,33 @@ from ._compat import gpu_count, kernel_policy, use_native_kernels
 from .argscope import argscope, enable_argscope_for_function, enable_argscope_for_module, get_arg_scope
 from .batch_norm import BatchNorm
 from .conv import Conv2D, Conv2DTranspose, Deconv2D
+from .dataflow import (
+    AugmentImageComponent,
+    AugmentImageComponents,
+    BatchData,
+    DataFlow,
+    DataFlowTerminated,
+    DataFromGenerator,
+    DataFromIterable,
+    DataFromList,
+    FakeData,
+    FixedSizeData,
+    MapData,
+    MapDataComponent,
+    MultiProcessPrefetchData,
+    MultiProcessRunner,
+    MultiProcessRunnerZMQ,
+    PrefetchData,
+    PrefetchDataZMQ,
+    PrintData,
+    ProxyDataFlow,
+    RepeatedData,
+    RepeatedDataPoint,
+    RNGDataFlow,
+    SelectComponent,
+    dataset,
+    imgaug,
+)
 from .export import export_saved_model
 from .fc import FullyConnected, batch_flatten
 from .linear_wrap import LinearWrap
@@ -62,4 +89,10 @@ __all__ = [
     "ChainInit", "RestoreReport", "dump_model_params", "save_checkpoint_vars", "load_checkpoint_vars",
     "get_checkpoint_path", "PredictConfig", "OfflinePredictor", "MultiDevicePredictor", "PredictorReplica",
     "export_saved_model", "SavedModelPredictor",
+    # dataflow (tensorpack.dataflow; `from tensorpack import *` gives these too)
+    "DataFlow", "RNGDataFlow", "ProxyDataFlow", "DataFlowTerminated", "DataFromList", "DataFromGenerator",
+    "DataFromIterable", "FakeData", "BatchData", "MapData", "MapDataComponent", "RepeatedData",
+    "RepeatedDataPoint", "FixedSizeData", "PrintData", "SelectComponent", "AugmentImageComponent",
+    "AugmentImageComponents", "MultiProcessRunner", "MultiProcessRunnerZMQ", "PrefetchData",
+    "MultiProcessPrefetchData", "PrefetchDataZMQ", "imgaug", "dataset",
 ]
