@@ -37,7 +37,9 @@ def _describe_bad_list(value: Any, depth: int = 0) -> str:
             if msg:
                 return msg
         return ""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()} (booleans are not numbers)"
+    if not isinstance(value, (int, float)):
         return f"a non-numeric value {str(value)[:40]!r} ({type(value).__name__})"
     return ""
 
@@ -78,33 +80,45 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
     return arr.astype(dtype, copy=False)
 
 
-def _to_array(spec: TensorSpec, value: Any, field: str) -> np.ndarray:
+def _refuse_kind(spec: TensorSpec, value: Any, field: str, what: str):
+    what = _describe_bad_list(value) or what      # names the first offending element
+    raise InvalidRequest(f"input {spec.name!r} must hold numbers, got {what}", field=field,
+                         expected="numbers", received=what)
+
+
+def _to_array(spec: TensorSpec, value: Any, field: str, maybe_bools: bool = True) -> np.ndarray:
+    """A nested list -> a checked array of the spec's dtype. Strings and booleans are refused in every
+    row, never coerced (NumPy would turn "1" and true into 1.0). ``maybe_bools=False`` is the caller's
+    promise that the body has no ``true``/``false`` token, which skips the per-element type walk."""
     if not isinstance(value, list):
         raise InvalidRequest(f"input {spec.name!r} must be a nested list of numbers, got {type(value).__name__}",
                              field=field, expected="nested list", received=type(value).__name__)
-    dtype = np.dtype(spec.dtype)
     try:
         with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
-            arr = np.array(value, dtype=np.float64 if dtype.kind in "iu" else dtype)
+            arr = np.array(value)                            # dtype inferred: strings show up as kind U
+            if arr.dtype.kind == "O" and not _describe_bad_list(value):
+                arr = np.array(value, dtype=np.float64)      # ints beyond int64: range-checked below
     except (ValueError, TypeError, OverflowError, RecursionError):
+        arr = None
+    if arr is None or arr.dtype.kind == "O":
         reason = _describe_bad_list(value) or "values that are not numbers"
         raise InvalidRequest(f"input {spec.name!r} must be a rectangular nested list of numbers, got {reason}",
                              field=field, expected=f"{shape_str((None, *spec.shape))} numbers",
-                             received=reason) from None
-    if any(isinstance(v, bool) for v in _first_leaf_row(value)):
-        raise InvalidRequest(f"input {spec.name!r} must hold numbers, got booleans", field=field,
-                             expected="numbers", received="booleans")
+                             received=reason)
+    if arr.dtype.kind in "USV":
+        _refuse_kind(spec, value, field, "strings")
+    if arr.dtype.kind == "b" or (maybe_bools and arr.size and bool in set(
+            map(type, np.array(value, dtype=object).ravel().tolist()))):
+        _refuse_kind(spec, value, field, "booleans")
     return check_array(spec, arr, field)
 
 
-def _first_leaf_row(value):
-    while isinstance(value, list) and value and isinstance(value[0], list):
-        value = value[0]
-    return value if isinstance(value, list) else [value]
+def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "inputs",
+             maybe_bools: bool = True) -> dict[str, np.ndarray]:
+    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> arrays.
 
-
-def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "inputs") -> dict[str, np.ndarray]:
-    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> arrays."""
+    ``maybe_bools=False``: the body holds no ``true``/``false`` token (a byte search the caller made),
+    so no element can be a boolean."""
     if isinstance(inputs, list):
         if len(specs) != 1:
             raise InvalidRequest(f"this model takes {len(specs)} inputs; send an object keyed by input name",
@@ -123,7 +137,7 @@ def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "
     if missing:
         raise InvalidRequest(f"missing input(s) {missing}; this model takes {names}", field=field,
                              expected=names, received=sorted(inputs))
-    arrays = {s.name: _to_array(s, inputs[s.name], f"{field}.{s.name}") for s in specs}
+    arrays = {s.name: _to_array(s, inputs[s.name], f"{field}.{s.name}", maybe_bools) for s in specs}
     rows = {n: a.shape[0] for n, a in arrays.items()}
     if len(set(rows.values())) != 1:
         raise InvalidRequest(f"inputs have different batch sizes {rows}", field=field,
