@@ -1,14 +1,14 @@
-"""The JSON budget: every valid request fits it, and a body that could never be valid is refused from a
-byte count, before any Python object is built."""
+"""JSON bodies: the budget (every valid request fits it; a body that could never be valid is refused from a
+byte count, before any Python object is built) and no coercion of strings or booleans in any row."""
 from __future__ import annotations
 
 import numpy as np
 import orjson
 import pytest
 
-from service.errors import PayloadTooLarge
+from service.errors import InvalidRequest, PayloadTooLarge
 from service.model import TensorSpec
-from service.validation import JsonBudget, check_json_budget, json_budget
+from service.validation import JsonBudget, check_json_budget, json_budget, to_batch
 
 F32 = np.dtype("float32")
 
@@ -61,3 +61,27 @@ def test_too_many_flat_values_are_refused():
     body = orjson.dumps({"inputs": [{"name": "x", "shape": [1000, 3], "datatype": "FP32", "data": [0] * 3000}]})
     with pytest.raises(PayloadTooLarge, match="JSON values"):
         check_json_budget(body, budget, "m")
+
+
+# ------------------------------------------------------------------ no coercion, in any row
+
+@pytest.mark.parametrize(("rows", "words"), [
+    ([[1.0, 2.0, 3.0], [4.0, "5", 6.0]], "non-numeric value '5' (str)"),     # NumPy would make 5.0 of it
+    ([[1.0, 2.0, 3.0], [4.0, 5.0, True]], "the boolean true"),               # ... and 1.0 of this
+    ([[True, False, True]], "the boolean true"),
+    ([["1", "2", "3"]], "non-numeric value '1'"),
+    ([[1.0, 2.0, 3.0], [1.0, None, 2.0]], "non-numeric value 'None'"),
+    ([[1.0, 2.0, 3.0], [1.0, {"a": 1}, 2.0]], "non-numeric value"),
+])
+def test_strings_booleans_and_nulls_are_refused_in_any_row(rows, words):
+    with pytest.raises(InvalidRequest, match=words.replace("(", r"\(").replace(")", r"\)")):
+        to_batch([spec("x", 3)], {"x": rows}, max_rows=8)
+
+
+def test_a_caller_that_saw_no_true_false_token_skips_the_type_walk_and_gets_the_same_array():
+    rows = [[1, 2.5, 3], [4, 5, 6]]
+    a = to_batch([spec("x", 3)], rows, 8, maybe_bools=False)["x"]
+    b = to_batch([spec("x", 3)], rows, 8)["x"]
+    assert a.dtype == np.float32
+    np.testing.assert_array_equal(a, np.array([[1, 2.5, 3], [4, 5, 6]], np.float32))
+    np.testing.assert_array_equal(a, b)
