@@ -8,6 +8,45 @@ not change any global TensorFlow state (eager execution stays on; build inside
 from ._compat import gpu_count, kernel_policy, use_native_kernels
 from .argscope import argscope, enable_argscope_for_function, enable_argscope_for_module, get_arg_scope
 from .batch_norm import BatchNorm
+from .callbacks import (
+    Callback,
+    CallbackFactory,
+    Callbacks,
+    CheckNumerics,
+    ClassificationError,
+    EnableCallbackIf,
+    EstimatedTimeLeft,
+    GraphVarParam,
+    HumanHyperParamSetter,
+    HyperParam,
+    HyperParamSetter,
+    HyperParamSetterWithFunc,
+    Inferencer,
+    InferenceRunner,
+    JSONWriter,
+    MaxSaver,
+    MergeAllSummaries,
+    MinSaver,
+    ModelSaver,
+    MonitorBase,
+    Monitors,
+    MovingAverageSummary,
+    ObjAttrParam,
+    PeriodicCallback,
+    PeriodicTrigger,
+    ProcessTensors,
+    ProgressBar,
+    ProxyCallback,
+    RunOp,
+    RunUpdateOps,
+    ScalarPrinter,
+    ScalarStats,
+    ScheduledHyperParamSetter,
+    StartProcOrThread,
+    StatMonitorParamSetter,
+    TensorPrinter,
+    TFEventWriter,
+)
 from .conv import Conv2D, Conv2DTranspose, Deconv2D
 from .dataflow import (
     AugmentImageComponent,
@@ -38,6 +77,15 @@ from .dataflow import (
 )
 from .export import export_saved_model
 from .fc import FullyConnected, batch_flatten
+from .input_source import (
+    DummyConstantInput,
+    FeedfreeInput,
+    FeedInput,
+    InputSource,
+    PlaceholderInput,
+    QueueInput,
+    TensorInput,
+)
 from .linear_wrap import LinearWrap
 from .misc import ConcatWith, Dropout
 from .model_desc import ModelDesc, ModelDescBase
@@ -62,6 +110,16 @@ from .sessinit import (
     load_checkpoint_vars,
     save_checkpoint_vars,
 )
+from .tfutils import (
+    get_default_sess_config,
+    get_global_step_value,
+    get_global_step_var,
+    get_op_tensor_name,
+    get_tf_version_tuple,
+    summary,
+    tfv1,
+    varreplace,
+)
 from .tower import (
     BaseTowerContext,
     PredictTowerContext,
@@ -69,6 +127,19 @@ from .tower import (
     TrainTowerContext,
     get_current_tower_context,
 )
+from .train import (
+    AutoResumeTrainConfig,
+    NoOpTrainer,
+    SimpleTrainer,
+    StopTraining,
+    SyncMultiGPUTrainer,
+    SyncMultiGPUTrainerParameterServer,
+    SyncMultiGPUTrainerReplicated,
+    TrainConfig,
+    Trainer,
+    launch_train_with_config,
+)
+from .utils import logger
 
 __all__ = [
     # plumbing
@@ -95,4 +166,17 @@ __all__ = [
     "RepeatedDataPoint", "FixedSizeData", "PrintData", "SelectComponent", "AugmentImageComponent",
     "AugmentImageComponents", "MultiProcessRunner", "MultiProcessRunnerZMQ", "PrefetchData",
     "MultiProcessPrefetchData", "PrefetchDataZMQ", "imgaug", "dataset",
+    # training (tensorpack.train, .callbacks, .input_source, .tfutils, .utils)
+    "tfv1", "logger", "summary", "varreplace", "get_global_step_var", "get_global_step_value",
+    "get_default_sess_config", "get_op_tensor_name", "get_tf_version_tuple",
+    "TrainConfig", "AutoResumeTrainConfig", "launch_train_with_config", "Trainer", "SimpleTrainer",
+    "NoOpTrainer", "SyncMultiGPUTrainer", "SyncMultiGPUTrainerParameterServer", "SyncMultiGPUTrainerReplicated",
+    "StopTraining", "InputSource", "PlaceholderInput", "FeedInput", "FeedfreeInput", "QueueInput", "TensorInput",
+    "DummyConstantInput", "Callback", "ProxyCallback", "CallbackFactory", "Callbacks", "ModelSaver", "MinSaver",
+    "MaxSaver", "InferenceRunner", "Inferencer", "ScalarStats", "ClassificationError", "HyperParam",
+    "GraphVarParam", "ObjAttrParam", "HyperParamSetter", "HumanHyperParamSetter", "ScheduledHyperParamSetter",
+    "HyperParamSetterWithFunc", "StatMonitorParamSetter", "EstimatedTimeLeft", "PeriodicTrigger",
+    "PeriodicCallback", "EnableCallbackIf", "ProgressBar", "TensorPrinter", "MergeAllSummaries",
+    "MovingAverageSummary", "RunOp", "RunUpdateOps", "ProcessTensors", "CheckNumerics", "StartProcOrThread",
+    "MonitorBase", "Monitors", "TFEventWriter", "JSONWriter", "ScalarPrinter",
 ]

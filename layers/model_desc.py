@@ -70,8 +70,10 @@ class ModelDesc(ModelDescBase):
         raise NotImplementedError
 
     def get_optimizer(self):
-        opt = getattr(self, "_optimizer", None)
-        if opt is None:
-            opt = self.optimizer()
-            self._optimizer = opt
-        return opt
+        """:meth:`optimizer`, memoised per graph: every tower of one training graph shares one
+        optimizer, and training the same model again in a new graph builds a new one."""
+        graph = tfv1.get_default_graph()
+        cached = getattr(self, "_optimizer", None)
+        if cached is None or cached[0] is not graph:
+            self._optimizer = (graph, self.optimizer())
+        return self._optimizer[1]
