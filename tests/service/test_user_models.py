@@ -31,8 +31,9 @@ LABELS = [f"digit {i}" for i in range(10)]
 HIDDEN = 12
 
 
-def _train(repo):
-    """Five Adam steps (BatchNorm statistics move), then the weights as .npz and as a checkpoint."""
+def _train(repo, train_log):
+    """Five Adam steps (BatchNorm statistics move); the weights as .npz, and a train_log directory
+    as ModelSaver leaves it (relative paths, checkpoints after steps 3 and 5) copied as a version."""
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (32, 8, 8)).astype(np.float32)
     y = rng.integers(0, 10, 32).astype(np.int32)
@@ -44,14 +45,16 @@ def _train(repo):
             cost = model.build_graph(image, label)
         with tf.control_dependencies(tfv1.get_collection(tfv1.GraphKeys.UPDATE_OPS)):
             step = model.get_optimizer().minimize(cost)
-        for name in ("mine", "ckpt"):
-            (repo / name / "1").mkdir(parents=True)
+        saver = tfv1.train.Saver(save_relative_paths=True)
+        (repo / "mine" / "1").mkdir(parents=True)
         with tfv1.Session() as sess:
             sess.run(tfv1.global_variables_initializer())
-            for _ in range(5):
+            for i in range(1, 6):
                 sess.run(step, {image: x, label: y})
+                if i in (3, 5):
+                    saver.save(sess, str(train_log / "model"), global_step=i)
             layers.dump_model_params(sess, str(repo / "mine" / "1" / "model.npz"))
-            tfv1.train.Saver().save(sess, str(repo / "ckpt" / "1" / "model"), global_step=5)
+    shutil.copytree(train_log, repo / "ckpt" / "1")
 
 
 def _write(repo, name, config, weights_from=None):
@@ -82,7 +85,7 @@ BROKEN = {
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     repo = tmp_path_factory.mktemp("user_repo")
-    _train(repo)
+    _train(repo, tmp_path_factory.mktemp("train_log"))
     user = {"outputs": OUTPUTS, "labels": LABELS, "value_ranges": {"input": [0, 1]}, "image": "gray"}
     _write(repo, "mine", {"architecture": SPEC, "options": {"hidden": HIDDEN}, **user})
     _write(repo, "ckpt", {"architecture": SPEC, "options": {"hidden": HIDDEN},
@@ -137,7 +140,7 @@ def server(repo, tmp_path_factory):
         yield client
     finally:
         client.close()
-        proc.terminate()
+        proc.kill()      # graceful shutdown is tested elsewhere (test_drain.py)
         proc.wait(30)
 
 
