@@ -99,3 +99,31 @@ def test_the_curl_commands_get_the_answers_the_readme_shows(tmp_path):
     assert int(np.argmax(got["outputs"]["prob"][0])) == 1
     png_answer = json.dumps(answers[1])
     assert re.search(r'"label":\s*"1"', png_answer), f"the PNG is not read as a 1: {png_answer}"
+
+
+def _numbers_in(obj) -> set[int]:
+    """Every number in a JSON document, rounded to an integer."""
+    if isinstance(obj, dict):
+        return set().union(*map(_numbers_in, obj.values())) if obj else set()
+    if isinstance(obj, list):
+        return set().union(*map(_numbers_in, obj)) if obj else set()
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return {round(obj)}
+    return set()
+
+
+def test_the_performance_figures_come_from_the_committed_results_files_named_beside_them():
+    text = README.read_text()
+    section = text[text.index("Performance, from committed runs"):]
+    section = section[:section.index("\n## ")]
+    files = re.findall(r"\(\s*(bench/results/[\w.-]+\.json)\s*\)", section)
+    assert files, "the performance paragraph must link the results file(s) it quotes"
+    for f in files:
+        assert (ROOT / f).is_file(), f"{f} is not committed"
+        assert re.search(rf"{re.escape(f)}\)\s*\n?\s*\((made by )?`(make bench|python -m bench\.)", section), (
+            f"no command next to {f}")
+    known = set().union(*(_numbers_in(json.loads((ROOT / f).read_text())) for f in files))
+    quoted = {int(n.replace(",", "")) for n in re.findall(r"(?<![\w.-])(\d{1,3}(?:,\d{3})+|\d{3,})(?![\w.-])",
+                                                           section)}
+    assert quoted, "no figure found: update this test if the paragraph changed shape"
+    assert quoted <= known, f"figures not in {files}: {sorted(quoted - known)}"
