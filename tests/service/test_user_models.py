@@ -222,3 +222,11 @@ def test_a_broken_entry_fails_at_load_with_a_clear_reason(server, repo, name):
     ready = server.get("/readyz")
     assert ready.status_code == 503 and any(repr(name) in reason for reason in ready.json()["reasons"])
     assert server.post("/predict", json={"model": name, "inputs": [[[0.0] * 8] * 8]}).status_code == 503
+
+
+def test_tfserving_classify_names_the_configured_labels(server, reference):
+    x, expected, _ = reference
+    r = server.post("/v1/models/sm:classify", json={"instances": x.tolist(), "top_k": 1})
+    assert r.status_code == 200, r.text
+    best = [row[0][0] for row in r.json()["results"]]
+    assert best == [LABELS[i] for i in np.argmax(expected["prob"], axis=1)]
