@@ -127,3 +127,29 @@ def test_the_performance_figures_come_from_the_committed_results_files_named_bes
                                                            section)}
     assert quoted, "no figure found: update this test if the paragraph changed shape"
     assert quoted <= known, f"figures not in {files}: {sorted(quoted - known)}"
+
+
+def _markdown_files() -> list[Path]:
+    r = subprocess.run(["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip("not a git checkout")
+    return [ROOT / p for p in r.stdout.split()]
+
+
+def test_every_markdown_file_a_document_names_is_in_the_project():
+    """tests/fixtures/README.md once cited a notes file that only existed outside the project."""
+    present = {p.name for p in _markdown_files()}
+    for md in _markdown_files():
+        for name in set(re.findall(r"(?<![\w/.-])([\w.-]+\.md)\b", md.read_text())):
+            assert name in present, f"{md.relative_to(ROOT)} names {name}, which is not in the project"
+
+
+def test_tensorboard_that_the_model_zoo_readme_runs_is_installed_with_the_project():
+    from importlib import metadata
+
+    assert "tensorboard --logdir" in (ROOT / "model_zoo/README.md").read_text()
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(re.match(r"tensorboard\b(?![-_])", d) for d in deps), "tensorboard is not a dependency"
+    assert metadata.entry_points(group="console_scripts", name="tensorboard"), "no tensorboard command"
