@@ -6,7 +6,14 @@ tensorpack. Worker processes (``MultiProcessRunner``/``MultiProcessRunnerZMQ``) 
 ``parallel``'s docstring says how they differ from tensorpack's.
 """
 from . import dataset, imgaug
-from .base import DataFlow, DataFlowReentrantGuard, DataFlowTerminated, ProxyDataFlow, RNGDataFlow
+from .base import (
+    DataFlow,
+    DataFlowReentrantGuard,
+    DataFlowTerminated,
+    ProxyDataFlow,
+    RNGDataFlow,
+    UnknownLengthError,
+)
 from .common import (
     BatchData,
     FixedSizeData,
@@ -32,6 +39,7 @@ from .rng import fix_rng_seed, get_rng
 __all__ = [
     # protocol
     "DataFlow", "RNGDataFlow", "ProxyDataFlow", "DataFlowTerminated", "DataFlowReentrantGuard",
+    "UnknownLengthError",
     # sources
     "DataFromList", "DataFromGenerator", "DataFromIterable", "FakeData",
     # transformations

@@ -16,7 +16,17 @@ from abc import ABCMeta, abstractmethod
 
 from .rng import get_rng
 
-__all__ = ["DataFlow", "RNGDataFlow", "ProxyDataFlow", "DataFlowTerminated", "DataFlowReentrantGuard"]
+__all__ = ["DataFlow", "RNGDataFlow", "ProxyDataFlow", "DataFlowTerminated", "DataFlowReentrantGuard",
+           "UnknownLengthError"]
+
+
+class UnknownLengthError(NotImplementedError, TypeError):
+    """``len()`` of a dataflow whose length is unknown.
+
+    A ``NotImplementedError``, which is what tensorpack code catches (``try: len(ds) except
+    NotImplementedError``), and also a ``TypeError``, so that ``list(ds)`` (which asks ``len()`` only as a
+    size hint and ignores a ``TypeError``) still works.
+    """
 
 
 class DataFlowTerminated(BaseException):
@@ -63,7 +73,7 @@ class DataFlow(metaclass=_DataFlowMeta):
 
     def __len__(self):
         """The number of datapoints in one pass; raises ``NotImplementedError`` when not known."""
-        raise NotImplementedError(f"{type(self).__name__} does not know its length")
+        raise UnknownLengthError(f"{type(self).__name__} does not know its length")
 
     def reset_state(self):
         """Prepare for iteration in the current process (seed generators, start workers). Default: nothing."""

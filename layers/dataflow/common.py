@@ -5,7 +5,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .base import DataFlowReentrantGuard, ProxyDataFlow
+from .base import DataFlowReentrantGuard, ProxyDataFlow, UnknownLengthError
 
 __all__ = ["BatchData", "MapData", "MapDataComponent", "RepeatedData", "RepeatedDataPoint", "FixedSizeData",
            "PrintData", "SelectComponent"]
@@ -151,7 +151,7 @@ class RepeatedData(ProxyDataFlow):
 
     def __len__(self):
         if self.num == -1:
-            raise NotImplementedError("RepeatedData(num=-1) is infinite and has no length")
+            raise UnknownLengthError("RepeatedData(num=-1) is infinite and has no length")
         return len(self.ds) * self.num
 
     def __iter__(self):

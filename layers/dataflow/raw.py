@@ -3,7 +3,7 @@ import copy
 
 import numpy as np
 
-from .base import DataFlow, RNGDataFlow
+from .base import DataFlow, RNGDataFlow, UnknownLengthError
 
 __all__ = ["DataFromList", "DataFromGenerator", "DataFromIterable", "FakeData"]
 
@@ -53,7 +53,7 @@ class DataFromGenerator(DataFlow):
         try:
             return len(self._gen)
         except TypeError:
-            raise NotImplementedError("DataFromGenerator: the wrapped generator has no length") from None
+            raise UnknownLengthError("DataFromGenerator: the wrapped generator has no length") from None
 
 
 class DataFromIterable(DataFlow):
@@ -68,7 +68,7 @@ class DataFromIterable(DataFlow):
 
     def __len__(self):
         if self._len is None:
-            raise NotImplementedError("DataFromIterable: the wrapped iterable has no length")
+            raise UnknownLengthError("DataFromIterable: the wrapped iterable has no length")
         return self._len
 
     def __iter__(self):

@@ -99,7 +99,8 @@ class MeanVarianceNormalize(PhotometricAugmentor):
         axes = None if self.all_channel else (0, 1)
         mean = np.mean(img, axis=axes, keepdims=axes is not None)
         std = np.std(img, axis=axes, keepdims=axes is not None)
-        std = np.maximum(std, 1.0 / np.sqrt(np.prod(img.shape)))
+        # the floor as float32, so NumPy 2's promotion rules keep the result float32
+        std = np.maximum(std, np.float32(1.0 / np.sqrt(img.size)))
         return (img - mean) / std
 
 
