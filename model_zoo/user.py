@@ -36,10 +36,11 @@ Other keys (all optional unless said):
 ==================  ==================================================================================
 
 Importing a module runs its code with the server's rights: ``architecture`` is trusted
-configuration, like an ``import`` line in the server itself. Every problem (module not
-importable, attribute missing, not a ModelDesc, bad options, an output that is not in the graph,
-weights that do not match) is a :class:`UserModelError` (a ``ValueError``) whose message says
-what was wrong and what was expected.
+configuration, like an ``import`` line in the server itself. Every problem found here (module
+not importable, attribute missing, not a ModelDesc, bad options, an output that is not in the
+graph, a malformed key) is a :class:`UserModelError` (a ``ValueError``) whose message says what
+was wrong and what was expected; weights that do not match fail later, in the strict restore,
+with ``SmartInit``'s report.
 """
 from __future__ import annotations
 
