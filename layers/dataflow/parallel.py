@@ -120,6 +120,8 @@ def _worker_main(ds, conn, slots, parent_pid, death_signal):
             conn.send((_ERROR, report))
     finally:
         conn.close()
+        # runners this worker started itself (nested runners) go down with it
+        _close_live_pools()
 
 
 @contextlib.contextmanager

@@ -19,11 +19,13 @@ def _open_idx(path):
 
 
 def _read_header(f, path, magic, count):
-    header = np.frombuffer(f.read(4 * count), dtype=">u4")
-    if header.size != count or header[0] != magic:
-        found = int(header[0]) if header.size else None
+    raw = f.read(4 * count)
+    found = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else None
+    if found != magic:
         raise ValueError(f"{path}: not an idx file of the expected kind (magic number {found}, expected {magic})")
-    return [int(v) for v in header[1:]]
+    if len(raw) != 4 * count:
+        raise ValueError(f"{path}: truncated idx header ({len(raw)} of {4 * count} bytes)")
+    return [int(v) for v in np.frombuffer(raw, dtype=">u4")[1:]]
 
 
 def read_idx_images(path):
