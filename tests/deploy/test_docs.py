@@ -43,6 +43,26 @@ def test_settings_table_lists_every_setting_with_its_default():
     assert not wrong, f"defaults in the README differ from Settings (README, code): {wrong}"
 
 
+def test_docker_run_examples_outlast_the_drain():
+    """`docker stop` SIGKILLs after --stop-timeout (10 s by default): every example must give a draining
+    server its grace window, its shutdown timeout and uvicorn's last 3 s."""
+    from service.settings import Settings
+
+    budget = Settings.model_fields["drain_grace_s"].default + Settings.model_fields["shutdown_timeout_s"].default + 3
+    runs = [ln for ln in README.read_text().splitlines() if ln.lstrip().startswith("docker run ")]
+    assert runs, "no docker run example"
+    for ln in runs:
+        m = re.search(r"--stop-timeout[ =](\d+)", ln)
+        assert m and int(m.group(1)) > budget, f"{ln.strip()!r}: --stop-timeout must exceed {budget:.0f} s"
+
+
+def test_readme_states_the_operational_facts():
+    text = " ".join(README.read_text().split())
+    for needle in ("tensorflow-cpu", "requirements.lock", "make lock", "Compose 2.24", "never restarts",
+                   "autoheal", "stop_grace_period", "GRAFANA_ADMIN_PASSWORD", "`--batching.max-batch-size`"):
+        assert needle in text, f"deploy/README.md does not say {needle!r}"
+
+
 def test_readme_covers_each_way_to_run():
     text = README.read_text()
     for needle in ("docker build", "--build-arg TF_EXTRA=and-cuda", "docker compose up", "--profile gpu",
