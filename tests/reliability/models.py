@@ -8,10 +8,14 @@ the same in-thread and in a subprocess server:
 
 * a row ending in ``FAIL`` (-1) makes the whole batch raise;
 * a row ending in ``HANG`` (-2) blocks the batch for ``hang_s`` seconds (or until
-  :meth:`EchoModel.release` is called, in-thread);
+  :meth:`EchoModel.release` is called, in-thread); :attr:`EchoModel.entered` is set once such a batch
+  is inside the model, so an in-thread test can order its next steps on it instead of sleeping;
 * a row ending in ``BADROWS`` (-3) makes the model return one row too few (the batcher must catch it);
 * ``fail_every=k`` makes every k-th batch raise, whatever it holds;
 * ``compute_s`` (+ ``per_row_s`` per row) is the sleep of every batch: a fixed compute time.
+
+Every row that reaches the model is recorded by its first value in :attr:`EchoModel.seen`, so a test can
+prove that a request refused before running (deadline, unavailable, cancelled) was never computed.
 """
 from __future__ import annotations
 
@@ -44,14 +48,21 @@ class EchoModel:
         self.max_sleep_s = max_sleep_s
         self.markers = markers          # False: control values are ordinary data (fuzzing)
         self._released = threading.Event()
+        self.entered = threading.Event()    # set when a batch holding a HANG row is inside run_batch
         self._lock = threading.Lock()
         self.batches = 0
         self.failed_batches = 0
         self.batch_sizes: list[int] = []
+        self.seen: list[float] = []         # the first value of every row computed (a request id)
 
     def release(self):
         """Unblock every hanging batch (now and later)."""
         self._released.set()
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` (or close) was called: a HANG batch no longer blocks."""
+        return self._released.is_set()
 
     def run_batch(self, replica, inputs):
         x = inputs["x"]
@@ -59,8 +70,10 @@ class EchoModel:
             self.batches += 1
             n = self.batches
             self.batch_sizes.append(len(x))
+            self.seen.extend(x[:, 0].tolist())
         ctrl = x[:, -1] if self.markers else np.zeros(len(x), x.dtype)
         if (ctrl == HANG).any():
+            self.entered.set()
             self._released.wait(min(self.hang_s, self.max_sleep_s))
         sleep = self.compute_s + self.per_row_s * len(x)
         if sleep:

@@ -1,6 +1,12 @@
 """Hostile input against a server in its own process: every attack is answered with a 4xx or a closed
-connection, quickly, and the server's memory stays bounded (its peak RSS, VmHWM from /proc, is reset
-before each attack through /proc/PID/clear_refs and read after it).
+connection, and the server's memory stays bounded (its peak RSS, VmHWM from /proc, is reset before each
+attack through /proc/PID/clear_refs and read after it).
+
+No assertion here depends on how fast the machine is: "refused before it was read" is checked by the
+bytes the server let in, "others are served meanwhile" by the order of events (a probe answered while
+the slow clients still wait for theirs), and a 408 never before the body timeout (load only delays).
+The seconds each attack took are reported; their bounds are asserted by the ``soak`` test at the end
+(``make soak``, a quiet machine).
 
 Raw sockets are used where a polite client would not send the bytes (lying Content-Length, trickled
 bytes, dot segments in the request target). All traffic goes to 127.0.0.1; every loop is bounded.
@@ -11,7 +17,7 @@ import base64
 import functools
 import io
 import json
-import os
+import select
 import socket
 import struct
 import sys
@@ -26,19 +32,19 @@ import pytest
 from PIL import Image
 
 from service import Settings
+from tests.service.fakes import PATIENCE_S, wait_until
 
 from .conftest import ProcServer, report
 from .models import EchoModel
 
 MB = 1 << 20
 LIMIT = 1 * MB                 # max_body_bytes of the server under attack
-BODY_TIMEOUT_S = 2.0           # body_timeout_s of the server under attack
+BODY_TIMEOUT_S = 3.0           # body_timeout_s of the server under attack
 MAX_PIXELS = 1_000_000
 RSS_BUDGET = 40 * MB           # an attack may raise the server's peak RSS by at most this much
 SPEC = {"models": [{"kind": "echo", "name": "echo", "width": 3}, {"kind": "image", "name": "imgecho", "width": 4}],
         "settings": {"max_body_bytes": LIMIT, "body_timeout_s": BODY_TIMEOUT_S, "max_image_pixels": MAX_PIXELS,
                      "poll_interval_s": 0}}
-TRIED: list[str] = []
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,6 @@ class Peak:
     def __exit__(self, *exc):
         self.seconds = time.monotonic() - self.t0
         self.growth = self.srv.peak_rss() - self.base
-        TRIED.append(self.name)
         if exc[0] is None:
             assert self.srv.alive(), "the server died"
             assert self.growth < RSS_BUDGET, f"{self.name}: peak RSS grew by {self.growth / MB:.1f} MB"
@@ -151,8 +156,8 @@ def test_100mb_body_with_content_length_is_refused_before_it_is_read(server, req
         r = stream(server.port, head, b" " * 65536, 100 * MB)
     report(request, **r, rss_peak_growth_mb=round(p.growth / MB, 1))
     assert r["status"] == 413
-    assert r["first_response_s"] < 2.0
-    # the server closes the connection instead of draining 100 MB it will never use
+    # the server closes the connection instead of draining 100 MB it will never use: once it stops
+    # reading, the client blocks on full socket buffers, so this holds however slow the machine is
     assert r["closed"] and r["sent"] < 40 * MB
 
 
@@ -164,7 +169,6 @@ def test_100mb_chunked_body_is_cut_off_at_the_limit(server, request):
         r = stream(server.port, head, chunk, 100 * MB)
     report(request, **r, rss_peak_growth_mb=round(p.growth / MB, 1))
     assert r["status"] == 413
-    assert r["first_response_s"] < 2.0
     assert r["closed"] and r["sent"] < 40 * MB
 
 
@@ -177,14 +181,13 @@ def test_streamed_upload_from_a_normal_client_gets_413_or_a_closed_connection(se
         t0 = time.monotonic()
         try:
             r = httpx.post(server.url + "/predict", content=body(), headers={"content-type": "application/json"},
-                           timeout=30)
+                           timeout=PATIENCE_S)
             outcome = r.status_code
         except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError) as e:
             outcome = type(e).__name__
         seconds = time.monotonic() - t0
     report(request, outcome=outcome, seconds=round(seconds, 2), rss_peak_growth_mb=round(p.growth / MB, 1))
     assert outcome in (413, "WriteError", "ReadError", "RemoteProtocolError")
-    assert seconds < 10
 
 
 # --------------------------------------------------------------------------------------------- JSON bombs
@@ -202,7 +205,6 @@ def test_deeply_nested_json_is_a_400(server, request, depth, route):
         r = httpx.post(server.url + path, content=body, headers={"content-type": "application/json"}, timeout=10)
     report(request, status=r.status_code, seconds=round(p.seconds, 3), body_kb=len(body) // 1024)
     assert r.status_code == 400, r.text
-    assert p.seconds < 2.0
 
 
 def test_huge_declared_shapes_with_small_data(server, request):
@@ -221,7 +223,6 @@ def test_huge_declared_shapes_with_small_data(server, request):
             statuses.append(r.status_code)
     report(request, statuses=statuses, seconds=round(p.seconds, 3), rss_peak_growth_mb=round(p.growth / MB, 1))
     assert statuses == [400] * len(cases)
-    assert p.seconds < 3
 
 
 def _v2_binary(header: dict, binary: bytes, header_len: str | None):
@@ -276,11 +277,12 @@ def test_content_length_larger_than_the_body_times_out_with_408(server, request)
     data = (b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
             b'{"inputs": ')
     with Peak(server, "Content-Length > bytes sent") as p:
-        out, closed = send_raw(server.port, data, read_s=BODY_TIMEOUT_S + 5)
+        out, closed = send_raw(server.port, data, read_s=BODY_TIMEOUT_S + PATIENCE_S)
     report(request, status=status_of(out), closed=closed, seconds=round(p.seconds, 2))
     assert status_of(out) == 408 and b"did not arrive within" in out
     assert closed
-    assert BODY_TIMEOUT_S - 0.1 <= p.seconds < BODY_TIMEOUT_S + 3
+    # never before the timeout (its timer starts after this clock did; a busy machine only delays the 408)
+    assert p.seconds >= BODY_TIMEOUT_S - 0.01
 
 
 def test_content_length_smaller_than_the_body(server, request):
@@ -288,7 +290,7 @@ def test_content_length_smaller_than_the_body(server, request):
     data = (b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n"
             + body)
     with Peak(server, "Content-Length < bytes sent"):
-        out, closed = send_raw(server.port, data, read_s=3)
+        out, closed = send_raw(server.port, data, read_s=PATIENCE_S)
     statuses = [int(x[:3]) for x in out.split(b"HTTP/1.1 ")[1:]]
     report(request, statuses=statuses, closed=closed)
     # the first 10 bytes are the body (malformed JSON: 400); the rest is not a valid request: 400 and closed
@@ -307,57 +309,76 @@ def test_content_length_smaller_than_the_body(server, request):
 def test_malformed_framing_headers(server, request, headers):
     data = b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + headers + b"\r\n{\"a\": 1}"
     with Peak(server, f"framing: {headers!r}"):
-        out, closed = send_raw(server.port, data, read_s=BODY_TIMEOUT_S + 4)
+        out, closed = send_raw(server.port, data, read_s=BODY_TIMEOUT_S + PATIENCE_S)
     report(request, status=status_of(out), closed=closed)
     st = status_of(out)
     assert (st is not None and 400 <= st < 500) or (st is None and closed), out[:200]
 
 
 # --------------------------------------------------------------------------------------------- slow clients
-def _probe_latencies(url: str, seconds: float) -> list[float]:
-    lat = []
-    end = time.monotonic() + seconds
-    with httpx.Client(base_url=url, timeout=5) as c:
-        while time.monotonic() < end:
-            t = time.monotonic()
-            r = c.post("/predict", json={"model": "echo", "inputs": [[1, 2, 3]]})
-            assert r.status_code == 200
-            lat.append(time.monotonic() - t)
-            time.sleep(0.02)
-    return lat
+def _probe(client: httpx.Client) -> float:
+    """One small request from a polite client: it must succeed; returns its latency (reported only)."""
+    t = time.monotonic()
+    r = client.post("/predict", json={"model": "echo", "inputs": [[1, 2, 3]]})
+    assert r.status_code == 200, r.text
+    return time.monotonic() - t
+
+
+def _open_slow_clients(server, n: int, first_bytes: bytes) -> list[socket.socket]:
+    """``n`` connections that sent ``first_bytes``. A connection opened after them is accepted after them
+    (the listen backlog is FIFO), so a probe answered later was served while the server held them all."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=PATIENCE_S)
+        s.sendall(first_bytes)
+        socks.append(s)
+    return socks
+
+
+def _unanswered(socks: list[socket.socket]) -> bool:
+    """None of ``socks`` has anything to read: no answer and no close from the server yet."""
+    readable, _, _ = select.select(socks, [], [], 0)
+    return not readable
+
+
+def _trickle(socks: list[socket.socket], piece, stop: threading.Event, dropped: list):
+    """Send ``piece(i)`` on every socket every 0.2 s until ``stop``; sockets the server closed go to ``dropped``."""
+    i = 0
+    while not stop.is_set():
+        for s in socks:
+            if s in dropped:
+                continue
+            try:
+                s.send(piece(i))
+            except OSError:
+                dropped.append(s)
+        i += 1
+        stop.wait(0.2)
 
 
 def test_slow_loris_bodies_do_not_block_other_clients_and_are_dropped(server, request):
-    """50 clients trickle a body one byte every 0.2 s; others keep being served; each slow one gets 408."""
+    """50 clients trickle a body one byte every 0.2 s; another client is served while all 50 still wait
+    for their answer (no slow socket has anything to read yet); each slow one then gets 408."""
     n = 50
-    socks = []
     head = (b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
     base_fds = server.fds()
+    results = {"dropped": 0, "408": 0}
+    lat, served_while_all_waiting = [], 0
     with Peak(server, "slow-loris bodies x50"):
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            s.sendall(head)
-            socks.append(s)
-        results = {"dropped": 0, "408": 0}
-        stop = threading.Event()
-
-        def trickle():
-            alive = list(socks)
-            while alive and not stop.is_set():
-                for s in list(alive):
-                    try:
-                        s.send(b" ")
-                    except OSError:
-                        alive.remove(s)
-                time.sleep(0.2)
-
-        th = threading.Thread(target=trickle, daemon=True)
+        socks = _open_slow_clients(server, n, head)
+        stop, dropped = threading.Event(), []
+        th = threading.Thread(target=_trickle, args=(socks, lambda i: b" ", stop, dropped), daemon=True)
         th.start()
-        lat = _probe_latencies(server.url, BODY_TIMEOUT_S + 1.5)
+        with httpx.Client(base_url=server.url, timeout=PATIENCE_S) as c:
+            for _ in range(10):
+                lat.append(_probe(c))
+                if not _unanswered(socks):      # the slow ones are being answered (408): no longer "meanwhile"
+                    break
+                served_while_all_waiting += 1
         stop.set()
-        th.join(5)
+        th.join(PATIENCE_S)
         for s in socks:
-            s.settimeout(3)
+            s.settimeout(BODY_TIMEOUT_S + PATIENCE_S)
             try:
                 data = s.recv(4096)
                 results["408"] += status_of(data) == 408
@@ -365,54 +386,40 @@ def test_slow_loris_bodies_do_not_block_other_clients_and_are_dropped(server, re
             except OSError:
                 results["dropped"] += 1
             s.close()
-    time.sleep(0.5)
-    report(request, probes=len(lat), probe_p50_ms=round(1000 * float(np.median(lat)), 1),
-           probe_max_ms=round(1000 * max(lat), 1), **results, fds_before=base_fds, fds_after=server.fds())
-    assert len(lat) >= 10 and np.median(lat) < 0.1 and sum(x > 1.0 for x in lat) <= 2   # shared CPUs: rare hiccups
+    wait_until(lambda: server.fds() <= base_fds + 5, "the slow connections' descriptors to be released")
+    report(request, probes=len(lat), served_while_all_waiting=served_while_all_waiting,
+           probe_p50_ms=round(1000 * float(np.median(lat)), 1), probe_max_ms=round(1000 * max(lat), 1), **results,
+           fds_before=base_fds, fds_after=server.fds())
+    assert served_while_all_waiting >= 1, "no request was served while the slow clients were connected"
     assert results["408"] == n
-    assert server.fds() <= base_fds + 5
 
 
 def test_slow_loris_headers_do_not_block_other_clients(server, request):
     """Clients trickling their *headers*: uvicorn has no header timeout, so the service cannot drop them
     (the app only sees complete requests; put a proxy with a header timeout in front). What must hold:
-    they do not slow the others down, and their file descriptors go away when they leave."""
+    the others are served while the server holds all of them, and their file descriptors go away when
+    they leave."""
     n = 50
-    socks = []
     base_fds = server.fds()
     with Peak(server, "slow-loris headers x50"):
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-            s.sendall(b"POST /predict HTTP/1.1\r\nHost: t\r\n")
-            socks.append(s)
-        stop = threading.Event()
-        dropped = []
-
-        def trickle():
-            i = 0
-            while not stop.is_set():
-                for s in socks:
-                    try:
-                        s.send(b"X-Pad-%d: x\r\n" % i)
-                    except OSError:
-                        if s not in dropped:
-                            dropped.append(s)
-                i += 1
-                time.sleep(0.2)
-
-        th = threading.Thread(target=trickle, daemon=True)
+        socks = _open_slow_clients(server, n, b"POST /predict HTTP/1.1\r\nHost: t\r\n")
+        stop, dropped = threading.Event(), []
+        th = threading.Thread(target=_trickle, args=(socks, lambda i: b"X-Pad-%d: x\r\n" % i, stop, dropped),
+                              daemon=True)
         th.start()
-        lat = _probe_latencies(server.url, 3.0)
+        with httpx.Client(base_url=server.url, timeout=PATIENCE_S) as c:
+            lat = [_probe(c) for _ in range(20)]
+        all_held = _unanswered(socks)
         fds_during = server.fds()
         stop.set()
-        th.join(5)
+        th.join(PATIENCE_S)
         for s in socks:
             s.close()
-    time.sleep(0.5)
-    report(request, probes=len(lat), probe_max_ms=round(1000 * max(lat), 1), slow=[round(x, 3) for x in lat if x > 0.1], dropped_by_server=len(dropped),
+    wait_until(lambda: server.fds() <= base_fds + 5, "the slow connections' descriptors to be released")
+    report(request, probes=len(lat), probe_max_ms=round(1000 * max(lat), 1), dropped_by_server=len(dropped),
            fds_before=base_fds, fds_during=fds_during, fds_after=server.fds())
-    assert len(lat) >= 10 and np.median(lat) < 0.1 and sum(x > 1.0 for x in lat) <= 2   # shared CPUs: rare hiccups
-    assert server.fds() <= base_fds + 5        # released when the clients left
+    # the probes were served while the server still held every slow connection (it never drops them)
+    assert all_held and dropped == []
 
 
 # --------------------------------------------------------------------------------------------- path traversal
@@ -468,7 +475,6 @@ def test_path_traversal_never_reaches_the_filesystem(thread_server, request):
     suspicious = [x for x in seen if "passwd" in x[1] or ".." in x[1] or "model_repository" in x[1]]
     assert not suspicious, suspicious
     assert [c for c in srv.repository.calls if c[0] != "scan" and c[1:2] != ("echo",)] == []
-    TRIED.extend(f"traversal {t}" for _, t in TRAVERSALS)
 
 
 # --------------------------------------------------------------------------------------------- image bombs
@@ -523,7 +529,7 @@ def _bomb(name: str) -> bytes:
 
 @pytest.mark.parametrize("name", list(IMAGE_BOMBS))
 @pytest.mark.parametrize("route", ["predict", "v1-body", "v1-b64", "multipart"])
-def test_image_bombs_are_refused_quickly(server, request, name, route):
+def test_image_bombs_are_refused(server, request, name, route):
     data = _bomb(name)
     if len(data) > LIMIT:
         pytest.fail(f"{name} is {len(data)} bytes: keep bombs under the body limit to test the decoder")
@@ -543,11 +549,44 @@ def test_image_bombs_are_refused_quickly(server, request, name, route):
     report(request, status=r.status_code, seconds=round(p.seconds, 3), kb=len(data) // 1024,
            rss_peak_growth_mb=round(p.growth / MB, 1))
     assert r.status_code in ((200, 400, 413, 415) if name in MAY_SUCCEED else (400, 413, 415)), r.text[:300]
-    assert p.seconds < 3.0
 
 
-def test_zz_hostile_inputs_tally(request):
-    """Last in the file: how many distinct hostile inputs were tried against the servers above."""
-    report(request, hostile_inputs_tried=len(TRIED))
-    if os.environ.get("TPSERVE_RELIABILITY_VERBOSE"):
-        print("\n".join(TRIED))
+@pytest.mark.soak
+def test_attacks_are_answered_within_their_time_bounds(server, request):
+    """``make soak`` (a quiet machine): the time bounds the tests above only report. A 100 MB body is
+    refused within 2 s; a deeply nested JSON body, huge declared shapes and every image bomb are answered
+    within 3 s; a body that never completes gets 408 within 3 s of the body timeout; a polite client's
+    median latency stays under 100 ms while 50 slow-loris clients trickle their headers."""
+    head = (b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (100 * MB))
+    figures = {"100MB_first_response_s": stream(server.port, head, b" " * 65536, 100 * MB)["first_response_s"]}
+
+    def timed(name, fn):
+        t = time.monotonic()
+        fn()
+        figures[name] = time.monotonic() - t
+
+    nest = "[" * 100_000 + "]" * 100_000
+    timed("nested_json_s", lambda: httpx.post(server.url + "/predict", content='{"model": "echo", "inputs": ' + nest
+                                               + "}", headers={"content-type": "application/json"}, timeout=30))
+    timed("huge_shape_s", lambda: httpx.post(server.url + "/v2/models/echo/infer", timeout=30, json={
+        "inputs": [{"name": "x", "datatype": "FP32", "shape": [10 ** 9, 3], "data": [1, 2, 3]}]}))
+    for name in IMAGE_BOMBS:
+        timed(f"image_{name}_s", lambda name=name: httpx.post(
+            server.url + "/predict?model=imgecho", content=_bomb(name), headers={"content-type": "image/png"},
+            timeout=30))
+    timed("408_s", lambda: send_raw(server.port, b"POST /predict HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                                    b"application/json\r\nContent-Length: 1000\r\n\r\n{", read_s=BODY_TIMEOUT_S + 30))
+    socks = _open_slow_clients(server, 50, b"POST /predict HTTP/1.1\r\nHost: t\r\n")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            lat = [_probe(c) for _ in range(50)]
+    finally:
+        for s in socks:
+            s.close()
+    figures["probe_median_under_slow_loris_s"] = float(np.median(lat))
+    report(request, **{k: round(v, 3) for k, v in figures.items()})
+    assert figures.pop("100MB_first_response_s") < 2.0
+    assert BODY_TIMEOUT_S <= figures.pop("408_s") < BODY_TIMEOUT_S + 3
+    assert figures.pop("probe_median_under_slow_loris_s") < 0.1
+    assert all(v < 3.0 for v in figures.values()), figures
