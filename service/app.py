@@ -10,11 +10,12 @@ from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .auth import ApiKeyMiddleware
-from .batcher import BatcherError
-from .errors import InvalidRequest, ServiceError
+from .docs import ASSETS_PATH, DOCS_PATHS, docs_served, install_docs
+from .errors import InvalidRequest
 from .http import (
+    HeadAsGet,
+    add_error_handlers,
     deadline_from,
-    error_response,
     instrument,
     json_response,
     multipart_file,
@@ -76,19 +77,16 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                 await asyncio.wait([loading], timeout=60)
             await manager.stop()
 
+    # docs: see service.docs; no trailing-slash redirects: Starlette builds them from the client's Host header
     app = FastAPI(title="tpserve", version="0.1.0", lifespan=lifespan,
-                  description="Serves tensorpack-style TensorFlow models with dynamic batching.")
+                  description="Serves tensorpack-style TensorFlow models with dynamic batching.",
+                  docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.manager = manager
 
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError):
-        return error_response(exc)
-
-    @app.exception_handler(BatcherError)
-    async def _batcher_error(request: Request, exc: BatcherError):
-        return error_response(exc)
+    add_error_handlers(app)
+    install_docs(app, settings)
 
     @app.get("/healthz", tags=["health"], response_model=LiveStatus, responses={503: {"model": LiveStatus}},
              summary="Liveness: the process is up (503 when a batch has hung past liveness_stuck_batch_s)")
@@ -216,7 +214,11 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     app.include_router(tfserving.router)
     app.include_router(kserve.router)
     if settings.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, open_paths=settings.open_paths)
+        docs = docs_served(settings)
+        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys,
+                           open_paths=[*settings.open_paths, *(DOCS_PATHS if docs else ())],
+                           open_prefixes=(ASSETS_PATH + "/",) if docs else ())
+    app.add_middleware(HeadAsGet)
     return app
 
 

@@ -1,4 +1,5 @@
-"""Optional API keys: ``Authorization: Bearer <key>`` on every path except ``settings.open_paths``.
+"""Optional API keys: ``Authorization: Bearer <key>`` on every path except ``settings.open_paths``
+(and the docs, when they are served: see :mod:`service.docs`).
 
 A pure ASGI middleware (no per-request overhead when no keys are configured). Keys are compared in
 constant time and never logged.
@@ -13,13 +14,16 @@ __all__ = ["ApiKeyMiddleware"]
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app, keys: list[str], open_paths: list[str]):
+    def __init__(self, app, keys: list[str], open_paths: list[str], open_prefixes: tuple[str, ...] = ()):
+        """``open_paths``: exact paths that need no key; ``open_prefixes``: path prefixes that need none."""
         self.app = app
         self._keys = [k.encode() for k in keys]
-        self._open = set(open_paths) | {"/docs", "/openapi.json", "/docs/oauth2-redirect", "/redoc"}
+        self._open = set(open_paths)
+        self._open_prefixes = tuple(open_prefixes)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or not self._keys or scope["path"] in self._open:
+        if (scope["type"] != "http" or not self._keys or scope["path"] in self._open
+                or scope["path"].startswith(self._open_prefixes)):
             return await self.app(scope, receive, send)
         token = None
         for name, value in scope.get("headers", ()):

@@ -4,7 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["ServiceError", "InvalidRequest", "PayloadTooLarge", "RequestTimeout", "UnknownModel", "ModelNotReady",
-           "NotAcceptingWork"]
+           "NotAcceptingWork", "clip"]
+
+
+def clip(text: Any, limit: int = 64) -> str:
+    """``text`` as a string of at most about ``limit`` characters, for quoting client input in an
+    error message (a 60 KB path segment is not echoed back whole)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 class ServiceError(Exception):

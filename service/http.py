@@ -1,4 +1,5 @@
-"""HTTP plumbing shared by the routers: bounded body reading, JSON in/out, error mapping, metrics."""
+"""HTTP plumbing shared by the routers: bounded body reading, JSON in/out, error mapping (every
+error, the router's 404/405 included, answers ``{"error": ...}``), HEAD, metrics."""
 from __future__ import annotations
 
 import asyncio
@@ -7,8 +8,11 @@ import time
 from contextlib import contextmanager
 
 import orjson
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from .batcher import (
     BatcherError,
@@ -19,11 +23,11 @@ from .batcher import (
     RequestTooLarge,
     ShuttingDown,
 )
-from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError
+from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError, clip
 from .metrics import Metrics
 
 __all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from",
-           "multipart_file"]
+           "multipart_file", "add_error_handlers", "HeadAsGet"]
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -59,6 +63,77 @@ def to_service_error(exc: Exception) -> ServiceError:
 def error_response(exc: Exception) -> Response:
     err = to_service_error(exc)
     return json_response(err.body(), status=err.status, headers=err.headers)
+
+
+def add_error_handlers(app: FastAPI):
+    """Every error answers the documented ``{"error": ...}`` body (clients such as tritonclient read
+    that key): domain errors, the router's 404 and 405, request validation, and unexpected ones."""
+
+    async def domain_error(request: Request, exc: Exception):
+        return error_response(exc)
+
+    async def http_error(request: Request, exc: HTTPException):
+        # raised by the router itself: no route for the path (404) or not for this method (405)
+        path, method, headers = clip(request.url.path, 100), clip(request.method, 20), dict(exc.headers or {})
+        if exc.status_code == 404:
+            message = f"no endpoint {method} {path}{_slash_hint(request)}"
+        elif exc.status_code == 405:
+            allowed = headers.get("Allow", "")
+            if "GET" in allowed.split(", "):
+                headers["Allow"] = allowed = f"{allowed}, HEAD"     # served by HeadAsGet
+            message = f"method {method} is not allowed on {path}; allowed: {allowed}"
+        else:
+            message = clip(exc.detail, 200)
+        return json_response({"error": message}, status=exc.status_code, headers=headers)
+
+    async def validation_error(request: Request, exc: RequestValidationError):
+        first = (exc.errors() or [{}])[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return error_response(InvalidRequest(f"invalid request: {clip(first.get('msg', 'invalid'), 200)}",
+                                             field=where))
+
+    async def unexpected_error(request: Request, exc: Exception):
+        # Starlette logs the traceback after this answer; the client learns nothing of the internals
+        return json_response({"error": "internal server error (the server log has the details)"}, status=500)
+
+    app.add_exception_handler(ServiceError, domain_error)
+    app.add_exception_handler(BatcherError, domain_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+def _slash_hint(request: Request) -> str:
+    """Trailing slashes are not redirected (Starlette builds the redirect from the client's Host
+    header): the 404 names the path that exists instead."""
+    path = request.url.path
+    if len(path) < 2 or not path.endswith("/"):
+        return ""
+    scope = {**request.scope, "path": path.rstrip("/")}
+    if any(route.matches(scope)[0] != Match.NONE for route in request.app.router.routes):
+        return f" (without the trailing slash: {clip(scope['path'], 100)})"
+    return ""
+
+
+class HeadAsGet:
+    """``HEAD`` is ``GET`` without the body (RFC 9110); probes and load balancers use it on
+    ``/healthz``, ``/readyz``, ``/metrics``, ``/models``. FastAPI routes answer only the methods
+    they declare, so the GET route serves HEAD here and the body is dropped (the headers,
+    ``Content-Length`` included, stay those of the GET answer)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def send_headers_only(message):
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
 # The body is left unread on these answers: close the connection rather than drain what the client still sends.

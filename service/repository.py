@@ -87,15 +87,22 @@ class ModelRepository:
         return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()) if d.is_dir() else []
 
     def scan(self) -> list:
-        """One ``ModelConfig`` per valid model directory, or ``(name, error)`` for a broken one."""
+        """One ``ModelConfig`` per valid model directory, or ``(name, error)`` for a broken one (errors
+        name files relative to the repository: they are shown in responses)."""
         if not self.root.is_dir():
-            return [("<repository>", f"model repository {str(self.root)!r} is not a directory")]
+            logger.error("model repository %r is not a directory", str(self.root))
+            return [("<repository>", "the model repository (TPSERVE_MODEL_REPOSITORY) is not a directory; "
+                                     "the server log names the path")]
         out = []
-        for d in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            dirs = sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError as e:
+            return [("<repository>", f"reading the model repository failed: {self.relative(str(e))}")]
+        for d in dirs:
             try:
                 out.append(self._read_config(d))
-            except ValueError as e:
-                out.append((d.name, str(e)))
+            except (ValueError, OSError) as e:
+                out.append((d.name, self.relative(str(e))))
         return out
 
     def _read_config(self, d: Path) -> ModelConfig:
@@ -138,24 +145,51 @@ class ModelRepository:
             weights = str(version_dir) if config.architecture == "saved_model" else find_weights(version_dir)
             model = TFModel(config, str(version), weights, self.settings)
         except Exception as e:
-            self._relative_paths(e)
-            raise
+            public = self._relative_paths(e)
+            if public is e:
+                raise
+            raise public from e
         try:
             if self.settings.warmup:
                 model.warmup(max_batch_size)
-        except BaseException:
+        except BaseException as e:
             model.close()
-            raise
+            public = self._relative_paths(e) if isinstance(e, Exception) else e
+            if public is e:
+                raise
+            raise public from e
         return model
 
-    def _relative_paths(self, error: Exception):
-        """Write paths in ``error``'s message relative to the repository: responses show the
-        message, and the server's absolute layout is nobody's business."""
+    def relative(self, text: str) -> str:
+        """``text`` with paths inside the repository written relative to it (``digits/1/model.npz``) and
+        the repository's own location as ``<model repository>``: messages reach responses, and the
+        server's absolute layout is nobody's business."""
+        spellings = {str(self.root), os.path.abspath(self.root), str(self.root.resolve())}
+        for root in sorted(spellings, key=len, reverse=True):
+            if root in (".", ""):
+                continue
+            # not inside a longer path or word (e.g. the repository "models" in "/srv/models2/")
+            text = re.sub(rf"(?<![\w.~/-]){re.escape(root)}{re.escape(os.sep)}", "", text)
+            if os.path.isabs(root):
+                text = re.sub(rf"(?<![\w.~/-]){re.escape(root)}(?![\w.~-])", "<model repository>", text)
+        return text
+
+    def _relative_paths(self, error: Exception) -> Exception:
+        """``error`` with its message relative to the repository (see :meth:`relative`): rewritten in
+        place when its message is its single argument (or an OSError's file names), else a RuntimeError
+        that names the original type."""
+        text = str(error)
+        public = self.relative(text)
+        if public == text:
+            return error
         if len(error.args) == 1 and isinstance(error.args[0], str):
-            msg = error.args[0]
-            for prefix in (str(self.root.resolve()) + os.sep, str(self.root) + os.sep):
-                msg = msg.replace(prefix, "")
-            error.args = (msg,)
+            error.args = (self.relative(error.args[0]),)
+        elif isinstance(error, OSError):
+            error.filename = self.relative(error.filename) if isinstance(error.filename, str) else error.filename
+            error.filename2 = self.relative(error.filename2) if isinstance(error.filename2, str) else error.filename2
+        if self.relative(str(error)) == str(error):
+            return error
+        return RuntimeError(f"{type(error).__name__}: {public}")
 
 
 class TFModel:

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 __all__ = ["LiveStatus", "PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus", "error_responses",
            "V1Status", "V1PredictResponse", "V1_REQUEST_BODY", "V2ModelMetadata", "V2Ready", "V2HealthReady",
-           "V2InferRequest", "V2InferResponse", "V2_REQUEST_BODY"]
+           "V2InferRequest", "V2InferResponse", "V2_REQUEST_BODY", "ERROR_TEXT", "V2ModelConfig", "V2IndexEntry",
+           "V2_INDEX_REQUEST_BODY"]
 
 NestedList = list[Any]
 
@@ -65,7 +66,7 @@ class ReadyStatus(BaseModel):
     reasons: list[str] = []
 
 
-_ERROR_TEXT = {
+ERROR_TEXT = {
     400: "invalid request (the body names the field, the expected and the received value)",
     404: "unknown model, version or verb",
     408: "the request body did not arrive within TPSERVE_BODY_TIMEOUT_S (the connection is closed)",
@@ -80,7 +81,7 @@ _ERROR_TEXT = {
 
 def error_responses(*codes: int) -> dict:
     """OpenAPI ``responses`` entries: ``ErrorBody`` for each status code."""
-    return {c: {"model": ErrorBody, "description": _ERROR_TEXT[c]} for c in codes}
+    return {c: {"model": ErrorBody, "description": ERROR_TEXT[c]} for c in codes}
 
 
 # ---------------------------------------------------------------------------- TF Serving REST (documentation)
@@ -123,6 +124,33 @@ class V2ModelMetadata(BaseModel):
     platform: str
     inputs: list[V2TensorMetadata]
     outputs: list[V2TensorMetadata]
+
+
+class V2ModelConfig(BaseModel):
+    """Triton's model configuration (``model_config.proto`` as JSON), the fields this server fills."""
+    name: str
+    platform: str
+    backend: str
+    version_policy: dict[str, Any]
+    max_batch_size: int = Field(..., description="most rows in one executed batch (a request may carry up to "
+                                                 "TPSERVE_MAX_ROWS_PER_REQUEST: it is split)")
+    input: list[dict[str, Any]] = Field(..., description="name, data_type (TYPE_FP32...), format, dims "
+                                                         "(without the batch dimension; -1 = any)")
+    output: list[dict[str, Any]]
+    dynamic_batching: dict[str, Any]
+    instance_group: list[dict[str, Any]]
+    parameters: dict[str, Any] | None = None
+
+
+class V2IndexEntry(BaseModel):
+    name: str
+    version: str | None = Field(None, description="the served version (absent while none is loaded)")
+    state: str = Field(..., description="READY, LOADING or UNAVAILABLE")
+    reason: str | None = Field(None, description="why not READY, or a newer version's load failure")
+
+
+V2_INDEX_REQUEST_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"ready": {"type": "boolean", "description": "list only READY models"}}}}}}}
 
 
 class V2Ready(BaseModel):

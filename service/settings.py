@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     open_paths: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["/healthz", "/readyz", "/metrics", "/v2/health/live",
                                                            "/v2/health/ready"],
                                   description="paths that never need an API key")
+    docs: Literal["auto", "on", "off"] = Field("auto", description=(
+        "serve /docs, /redoc and /openapi.json: 'auto' = only when no API keys are set, 'on' = always, "
+        "'off' = never. When served they need no key (the schema holds no secret; with keys set it declares "
+        "the bearer scheme, so the docs' Authorize button takes a key for 'Try it out')"))
     warmup: bool = Field(True, description="run every power-of-two batch size up to max_batch_size before ready")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="logging level")
 

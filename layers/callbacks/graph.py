@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._compat import tf, tfv1
+from ..tfutils.common import get_op_tensor_name
 from ..utils import logger
 from .base import Callback
 
@@ -70,12 +71,13 @@ class RunUpdateOps(RunOp):
 
 
 class ProcessTensors(Callback):
-    """Fetch tensors along with every step and call ``fn(*values)``."""
+    """Fetch tensors (by name; a tower's tensor by its tower prefix or, without one, from the first
+    training tower) along with every step and call ``fn(*values)``."""
 
     def __init__(self, names, fn):
         if not isinstance(names, (list, tuple)):
             raise TypeError(f"ProcessTensors: names must be a list, got {names!r}")
-        self._names = list(names)
+        self._names = [get_op_tensor_name(n)[1] for n in names]   # 'cost' means the tensor 'cost:0'
         self._fn = fn
 
     def _setup_graph(self):

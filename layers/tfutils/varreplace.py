@@ -20,9 +20,9 @@ def custom_getter_scope(custom_getter):
 def remap_variables(fn):
     """Every ``tf.compat.v1.get_variable`` in the block returns ``fn(variable)`` (e.g. quantised
     weights) instead of the variable."""
-    def getter(get, *args, **kwargs):
-        return fn(get(*args, **kwargs))
-    return custom_getter_scope(getter)
+    def remap(getter, *args, **kwargs):       # TF passes the next getter as `getter=`
+        return fn(getter(*args, **kwargs))
+    return custom_getter_scope(remap)
 
 
 def freeze_variables(stop_gradient=True, skip_collection=False):
@@ -34,12 +34,12 @@ def freeze_variables(stop_gradient=True, skip_collection=False):
         skip_collection: create the variables as non-trainable and put them in MODEL_VARIABLES
             instead, so the trainer never updates them (needs to happen at creation).
     """
-    def getter(get, *args, **kwargs):
+    def freeze(getter, *args, **kwargs):
         trainable = kwargs.get("trainable", True)
         name = args[0] if args else kwargs.get("name")
         if skip_collection:
             kwargs["trainable"] = False
-        v = get(*args, **kwargs)
+        v = getter(*args, **kwargs)
         if trainable and skip_collection:
             if isinstance(v, tf.Variable):
                 tfv1.add_to_collection(tfv1.GraphKeys.MODEL_VARIABLES, v)
@@ -49,4 +49,4 @@ def freeze_variables(stop_gradient=True, skip_collection=False):
         if trainable and stop_gradient:
             v = tf.stop_gradient(v, name="freezed_" + name)
         return v
-    return custom_getter_scope(getter)
+    return custom_getter_scope(freeze)

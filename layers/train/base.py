@@ -167,7 +167,7 @@ class Trainer:
                         return
                 logger.info("Training has finished!")
             except StopTraining as e:
-                logger.info("Training was stopped by exception %s.", e)
+                logger.info("Training was stopped by exception %s%s.", type(e).__name__, f": {e}" if str(e) else "")
             except tf.errors.OutOfRangeError as e:
                 err = self._input_error()
                 if err is not None:

@@ -81,13 +81,13 @@ def _local_variables(enable):
         yield
         return
 
-    def getter(get, name, *args, **kwargs):
+    def to_local(getter, name, *args, **kwargs):      # TF passes the next getter as `getter=`
         colls = set(kwargs.get("collections") or [tfv1.GraphKeys.GLOBAL_VARIABLES])
         colls.discard(tfv1.GraphKeys.GLOBAL_VARIABLES)
         colls.add(tfv1.GraphKeys.LOCAL_VARIABLES)
         kwargs["collections"] = list(colls)
-        return get(name, *args, **kwargs)
-    with custom_getter_scope(getter):
+        return getter(name, *args, **kwargs)
+    with custom_getter_scope(to_local):
         yield
 
 

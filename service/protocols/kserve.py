@@ -1,27 +1,38 @@
-"""KServe v2 / Triton HTTP protocol, with the binary tensor data extension.
+"""KServe v2 / Triton HTTP protocol, with Triton's binary tensor data, classification, model
+configuration and model repository extensions.
 
 * ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``
-* ``GET /v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``
+* ``GET /v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``, ``.../config`` (Triton's model
+  configuration JSON)
 * ``POST /v2/models/{name}[/versions/{v}]/infer``: JSON tensors, or a JSON header of
   ``Inference-Header-Content-Length`` bytes followed by raw little-endian tensor bytes for inputs
   whose ``parameters.binary_data_size`` is set. Outputs come back as binary when requested
-  (``outputs[i].parameters.binary_data`` or ``parameters.binary_data_output``).
+  (``outputs[i].parameters.binary_data`` or ``parameters.binary_data_output``: JSON booleans, as in
+  Triton). ``outputs[i].parameters.classification = k`` returns, per row, the k highest values of
+  that output as BYTES strings ``"value:index"`` or ``"value:index:label"`` (Triton's format; labels
+  when the model has one per element of the output).
+* ``POST /v2/repository/index``: every model with its served version and state.
 * ``POST /v2/repository/models/{name}/load``: load the newest version now (hot reload).
 """
 from __future__ import annotations
+
+import struct
 
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import InvalidRequest, ModelNotReady
-from ..http import deadline_from, instrument, json_response, read_body
+from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
+from ..http import deadline_from, instrument, json_response, parse_json, read_body
 from ..inference import infer
 from ..schemas import (
+    V2_INDEX_REQUEST_BODY,
     V2_REQUEST_BODY,
     V2HealthReady,
+    V2IndexEntry,
     V2InferResponse,
+    V2ModelConfig,
     V2ModelMetadata,
     V2Ready,
     error_responses,
@@ -45,7 +56,8 @@ def v2_datatype(dtype) -> str:
 
 @router.get("/v2", summary="Server metadata")
 async def server_metadata():
-    return {"name": "tpserve", "version": "0.1.0", "extensions": ["binary_tensor_data", "model_repository"]}
+    return {"name": "tpserve", "version": "0.1.0", "extensions": [
+        "binary_tensor_data", "classification", "model_configuration", "model_repository"]}
 
 
 @router.get("/v2/health/live", summary="Liveness")
@@ -100,9 +112,89 @@ async def model_ready(request: Request, name: str):
 
 @router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", **_READY)
 async def model_version_ready(request: Request, name: str, version: str):
-    entry = request.app.state.manager.find(name)
-    ok = entry.state == "READY" and entry.version == version and entry.health() is None
+    entry = _entry_at(request.app.state.manager, name, version)
+    ok = entry.state == "READY" and entry.health() is None
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
+
+
+def _entry_at(manager, name: str, version: str | None):
+    """The entry for ``name`` in any state; 404 when ``version`` is given and a different one is loaded
+    (a version that is not served is unknown here, not merely "not ready")."""
+    entry = manager.find(name)
+    if version is not None and entry.version is not None and version != entry.version:
+        raise UnknownModel(f"model {entry.name!r} version {clip(version, 20)!r} is not loaded; serving version "
+                           f"{entry.version}", field="version", expected=entry.version, received=clip(version, 20))
+    return entry
+
+
+# Triton's model configuration types (model_config.proto): TYPE_ + the v2 datatype, BYTES is TYPE_STRING
+_CONFIG_TYPES = {**{k: f"TYPE_{k}" for k in DATATYPES}, "BYTES": "TYPE_STRING"}
+
+
+def _tensor_config(spec, is_input: bool) -> dict:
+    out = {"name": spec.name, "data_type": _CONFIG_TYPES[v2_datatype(spec.dtype)]}
+    if is_input:
+        out["format"] = "FORMAT_NONE"
+    dims = [-1 if d is None else d for d in spec.shape]
+    # dims exclude the batch dimension; one value per row is Triton's dims [1] reshaped to []
+    out.update({"dims": dims} if dims else {"dims": [1], "reshape": {"shape": []}})
+    return out
+
+
+def _model_config(entry) -> dict:
+    m = entry.model
+    if m is None:
+        raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
+    b = entry.batching
+    gpus = [int(d.rsplit(":", 1)[1]) for d in m.devices if d.startswith("/gpu")]
+    group = {"name": entry.name, "kind": "KIND_GPU", "count": 1, "gpus": gpus} if gpus else \
+        {"name": entry.name, "kind": "KIND_CPU", "count": len(m.devices)}
+    return {"name": entry.name, "platform": "tensorflow_graphdef", "backend": "tensorflow",
+            "version_policy": {"latest": {"num_versions": 1}},       # the newest version is served
+            "max_batch_size": b.max_batch_size,
+            "input": [_tensor_config(s, True) for s in m.inputs],
+            "output": [_tensor_config(s, False) for s in m.outputs],
+            "dynamic_batching": {"max_queue_delay_microseconds": round(b.max_queue_delay_ms * 1000)},
+            "instance_group": [group],
+            "parameters": {"architecture": {"string_value": str(m.architecture)}}}
+
+
+_CONFIG = {"response_model": V2ModelConfig, "responses": error_responses(404, 503)}
+
+
+@router.get("/v2/models/{name}/config", summary="Model configuration (Triton's model configuration extension)",
+            **_CONFIG)
+async def model_config(request: Request, name: str):
+    return json_response(_model_config(_entry_at(request.app.state.manager, name, None)))
+
+
+@router.get("/v2/models/{name}/versions/{version}/config", summary="Model configuration (pinned version)",
+            **_CONFIG)
+async def model_version_config(request: Request, name: str, version: str):
+    return json_response(_model_config(_entry_at(request.app.state.manager, name, version)))
+
+
+@router.post("/v2/repository/index", summary="Every model, its served version and state (Triton's repository "
+             "extension)", response_model=list[V2IndexEntry], openapi_extra=V2_INDEX_REQUEST_BODY,
+             responses=error_responses(400, 408, 413))
+async def repository_index(request: Request):
+    body = await read_body(request, 64 * 1024)
+    ready_only = False
+    if body.strip():
+        ready_only = parse_json(body).get("ready", False)
+        if not isinstance(ready_only, bool):
+            raise InvalidRequest("'ready' must be a JSON boolean", field="ready", expected="true or false",
+                                 received=clip(ready_only, 20))
+    rows = []
+    for e in request.app.state.manager.entries.values():
+        unhealthy = e.health()
+        state = "UNAVAILABLE" if unhealthy or e.state == "FAILED" else e.state     # READY, LOADING
+        if ready_only and state != "READY":
+            continue
+        row = {"name": e.name, **({"version": e.version} if e.version is not None else {}), "state": state}
+        reason = "; ".join(x for x in (unhealthy, e.error) if x)
+        rows.append({**row, "reason": reason} if reason else row)
+    return json_response(rows)
 
 
 @router.post("/v2/repository/models/{name}/load", summary="Load the newest version of a model now",
@@ -186,10 +278,16 @@ def _input_arrays(model, payload, binary, max_rows):
                                      expected=size, received=len(binary) - offset)
             arr = np.frombuffer(binary[offset:offset + size], dtype=dtype.newbyteorder("<")).reshape(shape)
             offset += size
+            if dt == "BOOL" and arr.size and arr.view(np.uint8).max() > 1:
+                raise InvalidRequest(f"{field}: BOOL binary data must be bytes 0 or 1", field=f"{field}.data")
         else:
             data = t.get("data")
             if not isinstance(data, list):
                 raise InvalidRequest(f"{field}: 'data' must be a list (or use binary_data_size)", field=f"{field}.data")
+            if dt == "BOOL" and not _all_booleans(data):
+                # as Triton: JSON true/false only (NumPy would turn 2.5, 1 or "x" into True)
+                raise InvalidRequest(f"{field}: BOOL 'data' must hold JSON true or false values",
+                                     field=f"{field}.data", expected="true or false")
             try:
                 with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
                     arr = np.asarray(data, dtype=np.float64 if dtype.kind in "iu" else dtype)
@@ -223,23 +321,101 @@ def _input_arrays(model, payload, binary, max_rows):
     return arrays
 
 
-def _requested_outputs(model, payload):
-    names = [s.name for s in model.outputs]
-    default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+def _all_booleans(data: list) -> bool:
+    stack = [data]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif not isinstance(v, bool):
+            return False
+    return True
+
+
+def _parameters(obj: dict, field: str) -> dict:
+    params = obj.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InvalidRequest(f"'{field}' must be an object", field=field, received=type(params).__name__)
+    return params
+
+
+def _flag(params: dict, key: str, default: bool, field: str) -> bool:
+    """A JSON boolean parameter: as Triton, the string "false" (or 0/1) is refused, not read as true."""
+    value = params.get(key, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{field} must be a JSON boolean (true or false)", field=field,
+                             expected="true or false", received=clip(value, 20))
+    return value
+
+
+def _requested_outputs(model, payload) -> list[tuple[str, bool, int]]:
+    """(output name, as binary, classification count; 0 = the tensor itself), checked before inference."""
+    specs = {s.name: s for s in model.outputs}
+    names = list(specs)
+    default_binary = _flag(_parameters(payload, "parameters"), "binary_data_output", False,
+                           "parameters.binary_data_output")
     req = payload.get("outputs")
     if req is None:
-        return [(n, default_binary) for n in names]
+        return [(n, default_binary, 0) for n in names]
     if not isinstance(req, list):
         raise InvalidRequest("'outputs' must be a list", field="outputs")
     out = []
     for i, o in enumerate(req):
         n = o.get("name") if isinstance(o, dict) else None
-        if n not in names:
-            raise InvalidRequest(f"outputs[{i}]: unknown output {str(n)[:60]!r}; this model has {names}",
-                                 field=f"outputs[{i}].name", expected=names, received=str(n)[:60])
-        params = o.get("parameters") or {}
-        out.append((n, bool(params.get("binary_data", default_binary))))
+        if n not in specs:
+            raise InvalidRequest(f"outputs[{i}]: unknown output {clip(n)!r}; this model has {names}",
+                                 field=f"outputs[{i}].name", expected=names, received=clip(n))
+        field = f"outputs[{i}].parameters"
+        params = _parameters(o, field)
+        k = params.get("classification", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidRequest(f"{field}.classification must be a non-negative integer (how many classes to "
+                                 "return; 0 = the tensor itself)", field=f"{field}.classification",
+                                 expected="integer >= 0", received=clip(k, 20))
+        if k and np.dtype(specs[n].dtype).kind not in "iuf":
+            raise InvalidRequest(f"outputs[{i}]: classification needs a numeric output; {n!r} is "
+                                 f"{np.dtype(specs[n].dtype).name}", field=f"{field}.classification")
+        out.append((n, _flag(params, "binary_data", default_binary, f"{field}.binary_data"), k))
     return out
+
+
+def _classes(a: np.ndarray, k: int, labels) -> list[bytes]:
+    """Triton's classification strings, row after row: the ``k`` highest values of each row (ties: the
+    lower index first), ``"value:index"`` plus ``":label"`` when ``labels`` name every element of a row.
+    Values print as C's ``%f`` for floats (what Triton's ``std::to_string`` gives), integers as integers."""
+    rows = a.reshape(len(a), -1)
+    k = min(k, rows.shape[1])
+    order = np.argsort(-rows.astype(np.float64), axis=1, kind="stable")[:, :k]
+    labels = labels if labels is not None and len(labels) == rows.shape[1] else None
+    as_text = (lambda v: f"{float(v):f}") if rows.dtype.kind == "f" else (lambda v: str(int(v)))
+    return [(f"{as_text(row[j])}:{j}" + (f":{labels[j]}" if labels else "")).encode()
+            for row, idx in zip(rows, order, strict=True) for j in idx]
+
+
+def _encode_outputs(model, out: dict[str, np.ndarray], wanted) -> tuple[list[dict], list[bytes]]:
+    """The response's output descriptors, and the raw bytes of those sent as binary (in order)."""
+    outputs, chunks = [], []
+    for n, as_binary, k in wanted:
+        a = np.ascontiguousarray(out[n])
+        if k:
+            strings = _classes(a, k, model.labels)
+            desc = {"name": n, "datatype": "BYTES", "shape": [len(a), min(k, a.size // len(a))]}
+            # binary BYTES: each element is a 4-byte little-endian length, then the bytes
+            raw = b"".join(struct.pack("<I", len(s)) + s for s in strings) if as_binary else None
+            data = [s.decode() for s in strings]
+        else:
+            desc = {"name": n, "datatype": v2_datatype(a.dtype), "shape": list(a.shape)}
+            raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() if as_binary else None
+            data = a.reshape(-1)
+        if as_binary:
+            desc["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            desc["data"] = data
+        outputs.append(desc)
+    return outputs, chunks
 
 
 @router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)", **_INFER)
@@ -266,17 +442,7 @@ async def _infer(request: Request, name: str, version: str | None):
         deadline = deadline_from(params.get("timeout_ms") if isinstance(params, dict) else None,
                                  request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
         out = await infer(manager, entry, arrays, deadline)
-        outputs, chunks = [], []
-        for n, as_binary in wanted:
-            a = np.ascontiguousarray(out[n])
-            desc = {"name": n, "datatype": v2_datatype(a.dtype), "shape": list(a.shape)}
-            if as_binary:
-                raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-                desc["parameters"] = {"binary_data_size": len(raw)}
-                chunks.append(raw)
-            else:
-                desc["data"] = a.reshape(-1)
-            outputs.append(desc)
+        outputs, chunks = _encode_outputs(entry.model, out, wanted)
         resp = {"model_name": entry.name, "model_version": entry.version, "outputs": outputs}
         if "id" in payload:
             resp["id"] = payload["id"]

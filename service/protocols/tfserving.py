@@ -16,7 +16,7 @@ import binascii
 import numpy as np
 from fastapi import APIRouter, Request
 
-from ..errors import InvalidRequest, ModelNotReady, UnknownModel
+from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
 from ..http import deadline_from, instrument, json_response, multipart_file, parse_json, read_body
 from ..images import IMAGE_TYPES, decode_image, top_k
 from ..inference import infer
@@ -37,7 +37,7 @@ def _status(entry, version=None):
     state = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "END"}.get(entry.state, "UNKNOWN")
     ver = entry.version or "0"
     if version is not None and str(version) != ver:
-        raise UnknownModel(f"model {entry.name!r} version {version!r} is not served; serving {ver}")
+        raise UnknownModel(f"model {entry.name!r} version {clip(version, 20)!r} is not served; serving {ver}")
     unhealthy = entry.health()
     ok = entry.state == "READY" and unhealthy is None
     return {"model_version_status": [{"version": ver, "state": state, "status": {
@@ -72,7 +72,7 @@ async def _get(request: Request, name_verb: str, version: str | None = None):
         return json_response(_status(entry, version))
     if verb == "metadata":
         return json_response(_metadata(entry, version))
-    raise UnknownModel(f"unknown path verb {verb!r}; GET supports the status and /metadata")
+    raise UnknownModel(f"unknown path verb {clip(verb)!r}; GET supports the status and /metadata")
 
 
 _GET = {"responses": error_responses(404)}
@@ -188,8 +188,8 @@ async def _post(request: Request, name_verb: str, version: str | None):
     route = f"v1:{verb}" if verb in ("predict", "classify") else "v1"
     with instrument(app.state.metrics, route) as obs:
         if verb not in ("predict", "classify"):
-            raise UnknownModel(f"unknown verb {verb!r}; POST supports :predict and :classify",
-                               expected=[":predict", ":classify"], received=verb)
+            raise UnknownModel(f"unknown verb {clip(verb)!r}; POST supports :predict and :classify",
+                               expected=[":predict", ":classify"], received=clip(verb))
         entry = manager.get(name, version)
         obs.model = entry.name
         model = entry.model

@@ -1,0 +1,161 @@
+"""Callbacks in real (tiny) training runs: hyperparameter setters read back from the graph at
+each epoch, MinSaver/MaxSaver on a controlled statistic, StopTraining, PeriodicTrigger, and the
+BatchNorm update ops run every step by RunUpdateOps."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from layers import (
+    Callback,
+    HyperParamSetterWithFunc,
+    MaxSaver,
+    MergeAllSummaries,
+    MinSaver,
+    ModelSaver,
+    MovingAverageSummary,
+    PeriodicTrigger,
+    ProgressBar,
+    ScheduledHyperParamSetter,
+    SimpleTrainer,
+    StatMonitorParamSetter,
+    StopTraining,
+    TrainConfig,
+    launch_train_with_config,
+    load_checkpoint_vars,
+)
+
+from .conftest import MLP, dataflow, make_data, session_config
+
+tfv1 = tf.compat.v1
+STEPS, BATCH = 2, 8
+
+
+def train(callbacks, max_epoch=3, model=None, **kwargs):
+    x, y = make_data(STEPS * BATCH)
+    config = TrainConfig(model=model or MLP(), dataflow=dataflow(x, y, BATCH), callbacks=callbacks,
+                         session_config=session_config(), max_epoch=max_epoch, **kwargs)
+    launch_train_with_config(config, SimpleTrainer())
+    return x, y
+
+
+class RecordLR(Callback):
+    """The ``learning_rate`` variable's value read from the session before and after each epoch's triggers."""
+
+    def __init__(self):
+        self.before, self.after, self.trained = {}, {}, False
+
+    def _setup_graph(self):
+        self._var = next(v for v in tfv1.global_variables() if v.op.name == "learning_rate")
+
+    def _before_epoch(self):
+        self.before[self.epoch_num] = float(self.trainer.sess.run(self._var))
+
+    def _trigger_epoch(self):
+        self.after[self.epoch_num] = float(self.trainer.sess.run(self._var))
+
+    def _after_train(self):
+        self.trained = True
+
+
+class PutStat(Callback):
+    """Put ``values[epoch - 1]`` as stat ``name`` after each epoch."""
+
+    def __init__(self, name, values):
+        self._name, self._values = name, values
+
+    def _trigger_epoch(self):
+        self.trainer.monitors.put_scalar(self._name, self._values[self.epoch_num - 1])
+
+
+def _approx(d):
+    return {k: pytest.approx(v, rel=1e-6) for k, v in d.items()}
+
+
+def test_scheduled_setter_sets_each_value_after_its_epoch(logdir):
+    rec = RecordLR()
+    train([ScheduledHyperParamSetter("learning_rate", [(0, 0.3), (2, 0.1), (3, 0.05)]), rec], max_epoch=4)
+    assert rec.before == _approx({1: 0.3, 2: 0.3, 3: 0.1, 4: 0.05})
+
+
+def test_scheduled_setter_interpolates_linearly_between_points(logdir):
+    rec = RecordLR()
+    train([ScheduledHyperParamSetter("learning_rate", [(1, 0.4), (3, 0.2)], interp="linear"), rec], max_epoch=4)
+    # epoch 1 runs with the model's initial 0.2; 0.4 after epoch 1, 0.3 after epoch 2 (interpolated).
+    assert rec.before == _approx({1: 0.2, 2: 0.4, 3: 0.3, 4: 0.2})
+
+
+def test_setter_with_func_gets_the_finished_epoch_and_old_value(logdir):
+    rec = RecordLR()
+    train([HyperParamSetterWithFunc("learning_rate", lambda e, x: x * 0.5 if e % 2 == 0 else x), rec], max_epoch=4)
+    # before training e = 0 (halve), then after epochs 1 (keep), 2 (halve), 3 (keep)
+    assert rec.before == _approx({1: 0.1, 2: 0.1, 3: 0.05, 4: 0.05})
+
+
+def test_stat_monitor_setter_decays_when_the_stat_stops_improving(logdir):
+    rec = RecordLR()
+    train([PutStat("fake_error", [1.0, 0.5, 0.6, 0.55, 0.7]),
+           StatMonitorParamSetter("learning_rate", "fake_error", lambda lr: lr * 0.1, threshold=0, last_k=2),
+           rec], max_epoch=5)
+    # last 2 values: (1.0, 0.5) improving; (0.5, 0.6) not -> x0.1, history restarts; (0.55, 0.7) not -> x0.1
+    assert rec.after == _approx({1: 0.2, 2: 0.2, 3: 0.02, 4: 0.02, 5: 0.002})
+
+
+def test_stop_training_from_a_value_func_ends_training_cleanly(logdir):
+    rec = RecordLR()
+
+    def lr_func(lr):         # as tensorpack's cifar-convnet example
+        raise StopTraining()
+    train([PutStat("fake_error", [1.0, 1.0, 1.0, 1.0]),
+           StatMonitorParamSetter("learning_rate", "fake_error", lr_func, threshold=0, last_k=2), rec],
+          max_epoch=4)
+    stats = json.loads((logdir / "stats.json").read_text())
+    # Stopped inside epoch 2's triggers, before the monitors (last in the list) wrote epoch 2: as in tensorpack.
+    assert [s["epoch_num"] for s in stats] == [1]
+    assert sorted(rec.before) == [1, 2] and rec.trained
+    assert "Training was stopped by exception StopTraining" in (logdir / "log.log").read_text()
+
+
+def test_trainer_stop_training_ends_after_the_current_step(logdir):
+    class StopAt3(Callback):
+        def _trigger_step(self):
+            if self.global_step == 3:
+                self.trainer.stop_training()
+    rec = RecordLR()
+    train([StopAt3(), ModelSaver(), rec], max_epoch=5)
+    assert rec.trained
+    assert sorted(rec.before) == [1, 2]
+    assert os.path.exists(logdir / "model-2.index") and not glob.glob(str(logdir / "model-[3-9]*"))
+
+
+def test_min_and_max_saver_copy_the_checkpoint_of_the_extreme_epoch(logdir):
+    train([ModelSaver(), PutStat("score", [0.5, 0.9, 0.2]), MaxSaver("score"), MinSaver("score")], max_epoch=3)
+    ckpt = {e: load_checkpoint_vars(str(logdir / f"model-{e * STEPS}")) for e in (1, 2, 3)}
+    best, worst = load_checkpoint_vars(str(logdir / "max-score")), load_checkpoint_vars(str(logdir / "min-score"))
+    assert not np.array_equal(ckpt[2]["fc0/W"], ckpt[3]["fc0/W"])
+    for k in ckpt[2]:
+        np.testing.assert_array_equal(best[k], ckpt[2][k])
+        np.testing.assert_array_equal(worst[k], ckpt[3][k])
+
+
+def test_periodic_trigger_saves_every_second_epoch(logdir):
+    train([PeriodicTrigger(ModelSaver(), every_k_epochs=2)], max_epoch=4)
+    assert sorted(os.path.basename(p) for p in glob.glob(str(logdir / "model-*.index"))) == \
+        ["model-4.index", "model-8.index"]
+
+
+@pytest.mark.parametrize("with_update_ops", [True, False])
+def test_batchnorm_statistics_follow_one_step_only_with_run_update_ops(logdir, with_update_ops):
+    extra = None if with_update_ops else [MovingAverageSummary(), ProgressBar(), MergeAllSummaries()]
+    x, _ = train([ModelSaver()], max_epoch=1, model=MLP(use_bn=True), steps_per_epoch=1, extra_callbacks=extra)
+    saved = load_checkpoint_vars(str(logdir / "model-1"))
+    batch = x[:BATCH].astype(np.float64)
+    if with_update_ops:       # EMA with momentum 0.9 from (0, 1), biased batch variance for 2D input
+        np.testing.assert_allclose(saved["bn/mean/EMA"], 0.1 * batch.mean(0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(saved["bn/variance/EMA"], 0.9 + 0.1 * batch.var(0), rtol=1e-5)
+    else:
+        np.testing.assert_array_equal(saved["bn/mean/EMA"], 0)
+        np.testing.assert_array_equal(saved["bn/variance/EMA"], 1)
