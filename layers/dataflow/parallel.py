@@ -183,10 +183,15 @@ class _WorkerPool:
 
     def get(self):
         """The next datapoint from any worker; raises ``DataFlowWorkerError`` if a worker failed."""
-        if self._closed:
-            raise DataFlowTerminated(f"{self._owner} was shut down (close() was called or a worker failed)")
         while True:
-            ready = mp.connection.wait([w.conn for w in self._workers] + [w.proc.sentinel for w in self._workers])
+            if self._closed:
+                raise DataFlowTerminated(f"{self._owner} was shut down (close() was called or a worker failed)")
+            try:
+                ready = mp.connection.wait([w.conn for w in self._workers] + [w.proc.sentinel for w in self._workers])
+            except (OSError, ValueError):  # a pipe closed under us by close() from another thread
+                if self._closed:
+                    continue
+                raise
             start = next(self._rotation)  # rotate so that one fast worker cannot starve the others
             for w in self._workers[start:] + self._workers[:start]:
                 if w.conn not in ready:
@@ -204,6 +209,8 @@ class _WorkerPool:
                     self._fail(w, None)
 
     def _fail(self, worker, report):
+        if self._closed:  # close() from another thread ended the worker: not a worker failure
+            raise DataFlowTerminated(f"{self._owner} was shut down while waiting for data")
         pid = worker.proc.pid
         self.close()
         if report is None:

@@ -5,6 +5,7 @@ import multiprocessing as mp
 import os
 import select
 import signal
+import threading
 
 import pytest
 
@@ -194,3 +195,28 @@ def test_bad_arguments_are_refused():
         MultiProcessRunner(_ints(2), 0, 1)
     with pytest.raises(ValueError, match="start_method"):
         MultiProcessRunner(_ints(2), 1, 1, start_method="thread")
+
+
+def test_close_from_another_thread_ends_a_blocked_consumer_with_dataflowterminated():
+    def never_yields():
+        threading.Event().wait()  # blocks the worker forever
+        yield [0]
+
+    runner = MultiProcessRunnerZMQ(DataFromGenerator(never_yields), num_proc=1)
+    runner.reset_state()
+    outcome = []
+
+    def consume():
+        try:
+            next(iter(runner))
+        except BaseException as e:  # DataFlowTerminated is a BaseException, as in tensorpack
+            outcome.append(e)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    pids = runner.worker_pids
+    runner.close()
+    consumer.join(timeout=60)
+    assert not consumer.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], DataFlowTerminated)
+    _assert_reaped(pids)
