@@ -1,10 +1,8 @@
 """Mnist/Cifar read tiny files written here in the standard formats; nothing is downloaded; CIFAR's
 pickles are loaded through an unpickler that refuses every global but NumPy's array constructors."""
-import gzip
 import io
 import os
 import pickle
-import struct
 import tarfile
 
 import numpy as np
@@ -13,70 +11,13 @@ import pytest
 from layers.dataflow import dataset
 from layers.dataflow.dataset.safe_pickle import load_restricted
 
-
-def _write_idx_images(path, images):
-    n, rows, cols = images.shape
-    with gzip.open(path, "wb") as f:
-        f.write(struct.pack(">4I", 2051, n, rows, cols) + images.astype(np.uint8).tobytes())
-
-
-def _write_idx_labels(path, labels):
-    with gzip.open(path, "wb") as f:
-        f.write(struct.pack(">2I", 2049, len(labels)) + np.asarray(labels, np.uint8).tobytes())
-
-
-class _Py2Pickler(pickle._Pickler):
-    """Writes what Python 2's cPickle wrote for the CIFAR files: every str/bytes as a Python 2 ``str``
-    (BINSTRING), arrays rebuilt by ``numpy.core.multiarray._reconstruct``."""
-
-    dispatch = pickle._Pickler.dispatch.copy()
-
-    def _save_py2_str(self, obj):
-        raw = obj.encode("latin1") if isinstance(obj, str) else obj
-        if len(raw) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(raw)) + raw)
-        self.memoize(obj)
-
-    dispatch[bytes] = _save_py2_str
-    dispatch[str] = _save_py2_str
-
-
-def _py2_pickle(obj):
-    buf = io.BytesIO()
-    _Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue().replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n")
-
-
-def _cifar_images(n, seed):
-    return np.random.RandomState(seed).randint(0, 256, (n, 32, 32, 3)).astype(np.uint8)
-
-
-def _cifar_batch(images, labels, label_key="labels"):
-    rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # the files store each image as CHW rows
-    return _py2_pickle({"batch_label": "batch", label_key: list(labels), "data": rows,
-                        "filenames": [f"img{k}.png" for k in range(len(labels))]})
-
-
-def _write_cifar10(root, per_batch=2):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    written = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for k, name in enumerate(names):
-        images, labels = _cifar_images(per_batch, k), [(k + j) % 10 for j in range(per_batch)]
-        (folder / name).write_bytes(_cifar_batch(images, labels))
-        written[name] = (images, labels)
-    (folder / "batches.meta").write_bytes(_py2_pickle({"label_names": [f"class{k}" for k in range(10)],
-                                                       "num_cases_per_batch": per_batch, "num_vis": 3072}))
-    return written
+from .writers import cifar_batch, cifar_images, py2_pickle, write_cifar10, write_idx_images, write_idx_labels
 
 
 def test_mnist_reads_the_idx_gzip_files_scaled_to_unit_range(tmp_path):
     images = np.random.RandomState(0).randint(0, 256, (3, 28, 28))
-    _write_idx_images(tmp_path / "t10k-images-idx3-ubyte.gz", images)
-    _write_idx_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [7, 2, 1])
+    write_idx_images(tmp_path / "t10k-images-idx3-ubyte.gz", images)
+    write_idx_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [7, 2, 1])
     ds = dataset.Mnist("test", shuffle=False, dir=str(tmp_path))
     ds.reset_state()
     points = list(ds)
@@ -88,8 +29,8 @@ def test_mnist_reads_the_idx_gzip_files_scaled_to_unit_range(tmp_path):
 
 def test_mnist_finds_its_files_under_tensorpack_dataset(tmp_path, monkeypatch):
     (tmp_path / "mnist_data").mkdir()
-    _write_idx_images(tmp_path / "mnist_data" / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
-    _write_idx_labels(tmp_path / "mnist_data" / "train-labels-idx1-ubyte.gz", [3, 4])
+    write_idx_images(tmp_path / "mnist_data" / "train-images-idx3-ubyte.gz", np.zeros((2, 28, 28)))
+    write_idx_labels(tmp_path / "mnist_data" / "train-labels-idx1-ubyte.gz", [3, 4])
     monkeypatch.setenv("TENSORPACK_DATASET", str(tmp_path))
     ds = dataset.Mnist("train")
     ds.reset_state()
@@ -106,14 +47,14 @@ def test_mnist_missing_files_name_the_files_the_directory_and_the_source(tmp_pat
 
 
 def test_mnist_refuses_a_file_with_the_wrong_magic_number(tmp_path):
-    _write_idx_labels(tmp_path / "t10k-images-idx3-ubyte.gz", [1])  # a label file where images belong
-    _write_idx_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [1])
+    write_idx_labels(tmp_path / "t10k-images-idx3-ubyte.gz", [1])  # a label file where images belong
+    write_idx_labels(tmp_path / "t10k-labels-idx1-ubyte.gz", [1])
     with pytest.raises(ValueError, match="magic number 2049, expected 2051"):
         dataset.Mnist("test", dir=tmp_path)
 
 
 def test_cifar10_reads_python2_batches_as_hwc_uint8_and_int_labels(tmp_path):
-    written = _write_cifar10(tmp_path)
+    written = write_cifar10(tmp_path)
     ds = dataset.Cifar10("train", dir=tmp_path)
     assert ds.shuffle is True and len(ds) == 10
     test = dataset.Cifar10("test", dir=tmp_path)
@@ -128,7 +69,7 @@ def test_cifar10_reads_python2_batches_as_hwc_uint8_and_int_labels(tmp_path):
 
 
 def test_cifar10_means_match_numpy_over_the_written_images(tmp_path):
-    written = _write_cifar10(tmp_path)
+    written = write_cifar10(tmp_path)
     ds = dataset.Cifar10("test", dir=tmp_path)
     train = np.concatenate([written[f"data_batch_{i}"][0] for i in range(1, 6)]).astype(np.float32)
     np.testing.assert_allclose(ds.get_per_pixel_mean(("train",)), train.mean(axis=0), rtol=1e-5)
@@ -138,7 +79,7 @@ def test_cifar10_means_match_numpy_over_the_written_images(tmp_path):
 
 def test_cifar10_reads_the_distribution_tarball_without_extracting_it(tmp_path):
     src = tmp_path / "src"
-    written = _write_cifar10(src)
+    written = write_cifar10(src)
     with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as tar:
         tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     ds = dataset.Cifar10("test", shuffle=False, dir=tmp_path)
@@ -150,10 +91,10 @@ def test_cifar10_reads_the_distribution_tarball_without_extracting_it(tmp_path):
 def test_cifar100_uses_fine_labels(tmp_path):
     folder = tmp_path / "cifar100_data" / "cifar-100-python"
     folder.mkdir(parents=True)
-    images = _cifar_images(3, 9)
-    (folder / "train").write_bytes(_cifar_batch(images, [5, 99, 0], "fine_labels"))
-    (folder / "test").write_bytes(_cifar_batch(images[:1], [42], "fine_labels"))
-    (folder / "meta").write_bytes(_py2_pickle({"fine_label_names": [f"c{k}" for k in range(100)],
+    images = cifar_images(3, 9)
+    (folder / "train").write_bytes(cifar_batch(images, [5, 99, 0], "fine_labels"))
+    (folder / "test").write_bytes(cifar_batch(images[:1], [42], "fine_labels"))
+    (folder / "meta").write_bytes(py2_pickle({"fine_label_names": [f"c{k}" for k in range(100)],
                                                "coarse_label_names": ["x"] * 20}))
     ds = dataset.Cifar100("train", shuffle=False, dir=tmp_path / "cifar100_data")
     ds.reset_state()
@@ -178,14 +119,14 @@ class _RunsACommand:
 
 def test_a_pickle_naming_any_other_global_is_refused_and_never_executed(tmp_path):
     marker = tmp_path / "executed"
-    payload = _py2_pickle({"data": np.zeros((1, 3072), np.uint8), "labels": [_RunsACommand(marker)]})
+    payload = py2_pickle({"data": np.zeros((1, 3072), np.uint8), "labels": [_RunsACommand(marker)]})
     with pytest.raises(dataset.UnsafePickleError, match=r"refusing to load the global (posix|os)\.system"):
         load_restricted(io.BytesIO(payload), "evil")
     assert not marker.exists()
 
 
 def test_a_cifar_batch_file_carrying_a_foreign_global_fails_the_dataset_load(tmp_path):
-    _write_cifar10(tmp_path)
+    write_cifar10(tmp_path)
     marker = tmp_path / "executed"
     evil = pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [_RunsACommand(marker)]}, protocol=4)
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(evil)
