@@ -13,6 +13,11 @@ __all__ = ["Brightness", "BrightnessScale", "Contrast", "MeanVarianceNormalize",
 _LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
+def _reduce(fn, img, all_channel):
+    """``fn`` (np.mean, np.std, ...) over the whole image, or per channel, keeping dims to broadcast."""
+    return fn(img) if all_channel else fn(img, axis=(0, 1), keepdims=True)
+
+
 def _finish(img, old_dtype, clip):
     if clip or old_dtype == np.uint8:
         img = np.clip(img, 0, 255)
@@ -96,9 +101,7 @@ class MeanVarianceNormalize(PhotometricAugmentor):
 
     def _augment(self, img, _):
         img = img.astype("float32")
-        axes = None if self.all_channel else (0, 1)
-        mean = np.mean(img, axis=axes, keepdims=axes is not None)
-        std = np.std(img, axis=axes, keepdims=axes is not None)
+        mean, std = _reduce(np.mean, img, self.all_channel), _reduce(np.std, img, self.all_channel)
         # the floor as float32, so NumPy 2's promotion rules keep the result float32
         std = np.maximum(std, np.float32(1.0 / np.sqrt(img.size)))
         return (img - mean) / std
@@ -114,9 +117,7 @@ class MinMaxNormalize(PhotometricAugmentor):
 
     def _augment(self, img, _):
         img = img.astype("float32")
-        axes = None if self.all_channel else (0, 1)
-        lo = np.min(img, axis=axes, keepdims=axes is not None)
-        hi = np.max(img, axis=axes, keepdims=axes is not None)
+        lo, hi = _reduce(np.min, img, self.all_channel), _reduce(np.max, img, self.all_channel)
         return (self.max - self.min) * (img - lo) / (hi - lo) + self.min
 
 

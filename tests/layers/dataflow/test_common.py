@@ -6,12 +6,15 @@ from layers.dataflow import (
     BatchData,
     DataFlow,
     DataFromGenerator,
+    DataFromIterable,
     DataFromList,
+    FakeData,
     FixedSizeData,
     MapData,
     MapDataComponent,
     PrintData,
     RepeatedData,
+    RepeatedDataPoint,
     SelectComponent,
     fix_rng_seed,
     get_rng,
@@ -191,3 +194,24 @@ def test_old_style_get_data_and_size_methods_still_define_a_dataflow():
 
     ds = BatchData(Old(), 3)
     assert len(ds) == 1 and _run(ds)[0][0].tolist() == [0, 1, 2]
+
+
+def test_repeateddatapoint_repeats_each_datapoint_in_place():
+    ds = RepeatedDataPoint(_ints(2), 3)
+    assert len(ds) == 6 and [dp[0] for dp in _run(ds)] == [0, 0, 0, 1, 1, 1]
+
+
+def test_fakedata_draws_the_given_shapes_dtypes_and_domains():
+    ds = FakeData([[2, 3], [1]], size=4, dtype=["float32", "int32"], domain=[(5, 6), (0, 10)])
+    points = _run(ds)
+    assert len(points) == 4
+    assert all(p[0].shape == (2, 3) and p[0].dtype == np.float32 and 5 <= p[0].min() <= p[0].max() < 6
+               for p in points)
+    assert all(p[1].dtype == np.int32 and 0 <= p[1][0] < 10 for p in points)
+
+
+def test_datafromiterable_knows_the_length_of_a_sized_iterable():
+    ds = DataFromIterable([k] for k in range(2))
+    with pytest.raises(NotImplementedError):
+        len(ds)
+    assert len(DataFromIterable([[1], [2]])) == 2

@@ -206,3 +206,18 @@ def test_augmentimagecomponents_applies_the_same_random_crop_to_image_and_mask()
     ds.reset_state()
     ((out_img, out_mask),) = list(ds)
     np.testing.assert_array_equal(out_mask, out_img * 10)
+
+
+def test_brightnessscale_multiplies_by_one_uniform_factor():
+    img = np.array([[10.0, 200.0]], dtype=np.float32)
+    factor = np.float32(np.random.RandomState(6).uniform(0.5, 1.5))
+    out = _seeded(imgaug.BrightnessScale((0.5, 1.5)), 6).augment(img)
+    np.testing.assert_allclose(out, np.clip(img * factor, 0, 255), rtol=1e-6)
+
+
+def test_minmaxnormalize_and_clip():
+    img = np.array([[[2.0, 0.0], [4.0, 10.0]]], dtype=np.float32)
+    np.testing.assert_allclose(imgaug.MinMaxNormalize(0, 1).augment(img), img / 10.0)
+    per_channel = imgaug.MinMaxNormalize(0, 1, all_channel=False).augment(img)
+    np.testing.assert_allclose(per_channel, [[[0.0, 0.0], [1.0, 1.0]]])
+    np.testing.assert_array_equal(imgaug.Clip(1, 3).augment(img), [[[2, 1], [3, 3]]])
