@@ -112,20 +112,23 @@ class AutoResumeTrainConfig(TrainConfig):
 
     def __init__(self, always_resume=True, **kwargs):
         found_sessinit = found_epoch = False
-        if always_resume or "session_init" not in kwargs:
+        look_ckpt = always_resume or "session_init" not in kwargs
+        look_epoch = always_resume or "starting_epoch" not in kwargs
+        if look_ckpt:
             sessinit = self.get_sessinit_resume()
             if sessinit is not None:
                 found_sessinit = True
                 logger.info("Found checkpoint at %s. Will load it%s.", sessinit.path,
                             " (overriding session_init)" if "session_init" in kwargs else "")
                 kwargs["session_init"] = sessinit
-        if always_resume or "starting_epoch" not in kwargs:
+        if look_epoch:
             last = JSONWriter.load_existing_epoch_number()
             if last is not None:
                 found_epoch = True
                 logger.info("Found history statistics from JSON. Setting starting_epoch to %d.", last + 1)
                 kwargs["starting_epoch"] = last + 1
-        if found_sessinit != found_epoch:
+        # Only when both were looked up (tensorpack also refuses a given starting_epoch here).
+        if look_ckpt and look_epoch and found_sessinit != found_epoch:
             raise ValueError(f"AutoResumeTrainConfig: the logger directory {logger.get_logger_dir()} has "
                              f"{'a checkpoint but no stats.json' if found_sessinit else 'stats.json but no checkpoint'}"
                              "; cannot tell where to resume")
