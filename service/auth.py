@@ -22,8 +22,9 @@ class ApiKeyMiddleware:
         self._open_prefixes = tuple(open_prefixes)
 
     async def __call__(self, scope, receive, send):
-        if (scope["type"] != "http" or not self._keys or scope["path"] in self._open
-                or scope["path"].startswith(self._open_prefixes)):
+        path = scope.get("path", "")
+        if (scope["type"] != "http" or not self._keys or path in self._open
+                or (path.startswith(self._open_prefixes) and "/.." not in path)):   # no way out of the prefix
             return await self.app(scope, receive, send)
         token = None
         for name, value in scope.get("headers", ()):

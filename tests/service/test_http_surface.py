@@ -8,6 +8,7 @@ Real uvicorn servers on 127.0.0.1; the path test uses the real model repository 
 the bundled digits model."""
 from __future__ import annotations
 
+import http.client
 import shutil
 
 import httpx
@@ -294,6 +295,13 @@ def test_docs_setting_opens_them_with_keys_and_the_schema_declares_the_key():
         assert predict["security"] == [{"bearer": []}] and {"401", "403"} <= set(predict["responses"])
         assert "security" not in schema["paths"]["/healthz"]["get"]
         assert client.post("/predict", json={"inputs": [[1, 2, 3]]}).status_code == 401
+        # the open asset prefix is no way around the key (a raw request: httpx would normalise the path)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        try:
+            conn.request("GET", "/docs/assets/../../models")
+            assert conn.getresponse().status == 401
+        finally:
+            conn.close()
 
 
 def test_docs_setting_off_closes_them_without_keys():
