@@ -39,7 +39,6 @@ TensorFlow with it, ~4 s) and ``ds`` must be picklable.
 """
 import atexit
 import contextlib
-import ctypes
 import itertools
 import multiprocessing as mp
 import multiprocessing.connection
@@ -83,6 +82,8 @@ def _set_parent_death_signal(parent_pid):
     """Linux only: have the kernel send SIGTERM to this worker when the thread that forked it dies."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # only workers need it
+
     try:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
     except (OSError, AttributeError):
