@@ -1,4 +1,5 @@
-"""deploy/Dockerfile: lint, consistency with the code, and a run of its own install and start commands."""
+"""deploy/Dockerfile: lint, consistency with the code, and a run of its own build and start commands
+(without Docker, without downloads: see "the image's commands, run here" for what is proven where)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,13 +11,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.service.fakes import wait_until
 
 from .helpers import (
     DOCKERFILE,
@@ -199,6 +200,276 @@ def test_hadolint_when_available():
 
 
 # ------------------------------------------------------------------------- the image's commands, run here
+# What a `docker build` + `docker run` of deploy/Dockerfile would prove, split by cost (no Docker engine,
+# no network, no second TensorFlow install):
+#
+# * test_builder_stage_runs_with_a_recording_pip: every builder instruction (ARG/ENV/WORKDIR/COPY/RUN)
+#   is executed in order in a throw-away root, COPY honouring .dockerignore, for the CPU and the GPU
+#   build argument. Two deviations: `python -m venv` gets --without-pip, and `pip` is a stand-in that
+#   records what it was asked (arguments, PIP_CONSTRAINT, the requirements file) instead of downloading;
+#   for the project's own `--prefix` install it links the dev install's console scripts into the
+#   prefix, so the RUN's own `tpserve --help` check really runs. The recorded calls are then checked:
+#   the dependency install hands pip exactly pyproject's dependencies with the right TensorFlow wheel,
+#   under the lock file; the project install is non-editable, without dependencies, into the prefix the
+#   runtime stage copies into the venv.
+# * test_every_requirement_the_image_installs_is_locked: the lock pins every requirement the image
+#   installs, at a version the requirement accepts, and is closed: every requirement of every locked
+#   package installed here is pinned too (what pip's resolver would check, without downloading).
+# * test_every_package_goes_into_the_wheel: setuptools' package finder, run on the build context,
+#   finds every package of the source tree (what `pip install .` would put in the wheel).
+# * test_image_cmd_and_healthcheck_serve_the_bundled_models_and_drain: the runtime stage's CMD and
+#   HEALTHCHECK, with the stage's ENV and /opt/venv mapped to this checkout's .venv (the same
+#   dependencies, already installed), serve the COPY'd model repository; SIGTERM drains and exits 0.
+#
+# Not run here: the wheel build itself (it needs setuptools>=77 from the index) and the pip downloads;
+# a real `docker build` covers them (/work/shared/docker-try.sh on a machine with Docker).
+PIP_STANDIN = """#!{python}
+import json, os, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+record = {{"args": args, "cwd": os.getcwd(), "constraint": os.environ.get("PIP_CONSTRAINT")}}
+if "-r" in args:
+    record["requirements"] = Path(args[args.index("-r") + 1]).read_text()
+with open(os.environ["TPSERVE_TEST_PIP_RECORD"], "a") as f:
+    f.write(json.dumps(record) + "\\n")
+if "--prefix" in args:
+    prefix = Path(args[args.index("--prefix") + 1])
+    (prefix / "lib" / "python{major}.{minor}" / "site-packages").mkdir(parents=True, exist_ok=True)
+    (prefix / "bin").mkdir(exist_ok=True)
+    for name in json.loads(os.environ["TPSERVE_TEST_PIP_SCRIPTS"]):
+        (prefix / "bin" / name).symlink_to(Path(os.environ["TPSERVE_TEST_PIP_SCRIPTS_FROM"]) / name)
+"""
+
+
+def _mapper(mapped: dict[str, Path]):
+    """Rewrite the image's absolute paths (longest first) to where they live on this machine."""
+    def host(text: str) -> str:
+        for p in sorted(mapped, key=len, reverse=True):
+            text = re.sub(rf"(?<![\w./-]){re.escape(p)}(?=/|\b|$)", str(mapped[p]), text)
+        return text
+    return host
+
+
+def _copy(ins: Instruction, cwd: Path, host, rules):
+    """COPY from the build context (this checkout) as Docker does, .dockerignore honoured."""
+    flags, srcs, dst = _copy_args(ins)
+    assert "from" not in flags
+    for src in srcs:
+        for m in (sorted(ROOT.glob(src)) if "*" in src else [ROOT / src]):
+            r = str(m.relative_to(ROOT))
+            target = Path(host(dst)) if dst.startswith("/") else cwd / dst
+            if m.is_file():
+                _copy_into(r, target / m.name if dst.endswith("/") else target, rules)
+            else:
+                _copy_into(r, target, rules)
+
+
+def _run_builder(tmp: Path, tf_extra: str) -> tuple[list[dict], dict[str, Path]]:
+    """Execute the builder stage (see above); returns pip's recorded calls and the path mapping."""
+    df = parse_dockerfile()
+    rules = dockerignore_rules()
+    rootfs = tmp / "rootfs"
+    rootfs.mkdir()
+    mapped = {p: rootfs / p.lstrip("/") for p in
+              {"/opt", "/models"} | {i.args for s in df.stages for i in s.all("WORKDIR")}}
+    host = _mapper(mapped)
+    shim = tmp / "shim"
+    shim.mkdir()
+    (shim / "python").symlink_to(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    (shim / "pip").write_text(PIP_STANDIN.format(python=sys.executable, major=sys.version_info[0],
+                                                 minor=sys.version_info[1]))
+    (shim / "pip").chmod(0o755)
+    record = tmp / "pip.jsonl"
+    record.touch()
+    env = {"PATH": f"{shim}:/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp), "LANG": "C.UTF-8",
+           "TPSERVE_TEST_PIP_RECORD": str(record), "TPSERVE_TEST_PIP_SCRIPTS_FROM": str(Path(sys.executable).parent),
+           "TPSERVE_TEST_PIP_SCRIPTS": json.dumps(list(pyproject()["project"]["scripts"]))}
+    args, cwd = {"TF_EXTRA": tf_extra}, rootfs
+    for ins in df.stage("builder").instructions:
+        if ins.cmd == "ARG":
+            for k, v in env_pairs(ins):
+                args.setdefault(k, v)
+        elif ins.cmd == "ENV":
+            for k, v in env_pairs(ins):
+                env[k] = host(expand(v, {**args, **env}))
+        elif ins.cmd == "WORKDIR":
+            cwd = Path(host(ins.args))
+            cwd.mkdir(parents=True, exist_ok=True)
+        elif ins.cmd == "COPY":
+            _copy(ins, cwd, host, rules)
+        elif ins.cmd == "RUN":
+            cmd = re.sub(r"\bpython -m venv\b", "python -m venv --without-pip", host(ins.args))
+            r = subprocess.run(["/bin/sh", "-c", cmd], cwd=cwd, env={**env, **args}, capture_output=True, text=True,
+                               timeout=120)
+            assert r.returncode == 0, f"RUN (line {ins.line}) failed:\n{ins.args}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        elif ins.cmd != "LABEL":
+            raise AssertionError(f"builder instruction {ins.cmd} (line {ins.line}) is not emulated here")
+    calls = [json.loads(line) for line in record.read_text().splitlines()]
+    return calls, mapped
+
+
+def _requirement_lines(text: str) -> list[str]:
+    return [x.strip() for x in text.splitlines() if x.strip() and not x.strip().startswith("#")]
+
+
+@pytest.mark.parametrize("tf_extra", ["", "and-cuda"], ids=["cpu", "gpu"])
+def test_builder_stage_runs_with_a_recording_pip(tf_extra, tmp_path):
+    from packaging.requirements import Requirement
+
+    calls, mapped = _run_builder(tmp_path, tf_extra)
+    assert [c["args"][0] for c in calls] == ["install", "install"], calls
+    deps, code = calls
+    # 1) dependencies: exactly pyproject's, TensorFlow as the variant's wheel, under the lock
+    assert deps["args"][1:3] == ["-r", "requirements.txt"] and "--no-deps" not in deps["args"]
+    assert deps["constraint"] and Path(deps["constraint"]).read_bytes() == (ROOT / "requirements.lock").read_bytes()
+    wanted = _requirement_lines(deps["requirements"]) + deps["args"][3:]
+    names = [Requirement(r).name for r in wanted]
+    declared = [Requirement(r) for r in pyproject()["project"]["dependencies"]]
+    assert sorted(set(names) - {"tensorflow", "tensorflow-cpu"}) == sorted(
+        {r.name for r in declared} - {"tensorflow"}), "the image must install pyproject's dependencies"
+    tf = [Requirement(r) for r in wanted if Requirement(r).name.startswith("tensorflow")]
+    if tf_extra:
+        assert [(r.name, r.extras) for r in tf] == [("tensorflow", {"and-cuda"})], wanted
+    else:
+        assert [r.name for r in tf] == ["tensorflow-cpu"], f"the CPU image must not install the full wheel: {wanted}"
+        declared_tf = next(r for r in declared if r.name == "tensorflow")
+        assert tf[0].specifier == declared_tf.specifier, "tensorflow-cpu keeps pyproject's version range"
+    # 2) the project: non-editable, no dependencies, into the prefix the runtime merges into the venv
+    assert code["args"][-1] == "." and "--no-deps" in code["args"]
+    assert not {"-e", "--editable"} & set(code["args"])
+    prefix = code["args"][code["args"].index("--prefix") + 1]
+    image_prefix = next(p + prefix[len(str(h)):] for p, h in mapped.items() if prefix.startswith(str(h)))
+    from_builder = [([x.rstrip("/") for x in srcs], dst.rstrip("/"))
+                    for flags, srcs, dst in copies(parse_dockerfile().final, from_stage=True) if flags["from"] == "builder"]
+    assert ([image_prefix.rstrip("/")], "/opt/venv") in from_builder, (image_prefix, from_builder)
+
+
+def _lock() -> dict[str, str]:
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;]+)", line)
+        if m:
+            pins[canonicalize_name(m.group(1))] = m.group(2)
+    return pins
+
+
+def test_every_requirement_the_image_installs_is_locked():
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _lock()
+    assert pins, "requirements.lock pins nothing"
+
+    def check(req: Requirement, why: str, extras=("",)):
+        if req.marker is not None and not any(req.marker.evaluate({"extra": e}) for e in extras):
+            return
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{req} ({why}) is not in requirements.lock"
+        assert req.specifier.contains(pins[name], prereleases=True), f"{req} ({why}): the lock pins {pins[name]}"
+
+    project = pyproject()["project"]
+    for r in project["dependencies"]:
+        check(Requirement(r), "pyproject")
+    for extra, reqs in project.get("optional-dependencies", {}).items():
+        for r in reqs:
+            check(Requirement(r), f"pyproject [{extra}]")
+    tf = Requirement(next(r for r in project["dependencies"] if Requirement(r).name == "tensorflow"))
+    check(Requirement(f"tensorflow-cpu{tf.specifier}"), "the CPU image's wheel")
+    assert pins["tensorflow-cpu"] == pins["tensorflow"], "the CPU and GPU images must get the same TensorFlow"
+    # closed: what every locked package installed here requires is locked too, at an accepted version
+    checked = 0
+    for dist in metadata.distributions():
+        name = canonicalize_name(dist.metadata["Name"])
+        if name not in pins or name == "tpserve":
+            continue
+        checked += 1
+        for r in dist.requires or []:
+            check(Requirement(r), f"required by {name}")
+    assert checked >= len(pins) // 2, f"only {checked} of the {len(pins)} locked packages are installed here"
+
+
+def test_every_package_goes_into_the_wheel(tmp_path):
+    from setuptools import find_packages
+
+    df = parse_dockerfile()
+    rules = dockerignore_rules()
+    context = tmp_path / "src"
+    for ins in df.stage("builder").all("COPY"):
+        _copy(ins, context, lambda p: str(context / p.lstrip("/")), rules)
+    include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    found = set(find_packages(where=str(context), include=include))
+    tops = {p.rstrip("*").rstrip(".") for p in include}
+    in_tree = {str(p.parent.relative_to(ROOT)).replace("/", ".") for top in tops for p in (ROOT / top).rglob("__init__.py")
+               if "__pycache__" not in p.parts}
+    assert in_tree and in_tree <= found, f"packages missing from the wheel: {sorted(in_tree - found)}"
+
+
+def test_image_cmd_and_healthcheck_serve_the_bundled_models_and_drain(tmp_path):
+    """The runtime stage's CMD and HEALTHCHECK with the stage's ENV (TPSERVE_HOST=127.0.0.1 and a free
+    port instead, one TensorFlow thread per pool, no drain window): /readyz 200 once the COPY'd models
+    are loaded, the HEALTHCHECK passes (and fails against a closed port), and SIGTERM, which the exec-form
+    CMD delivers to the server itself, ends it with exit status 0. (The drain window's 503 is
+    tests/service/test_drain.py's, on the same server.)"""
+    df = parse_dockerfile()
+    runtime = df.final
+    rules = dockerignore_rules()
+    mapped = {"/opt/venv": Path(sys.prefix)} | {p: tmp_path / p.lstrip("/") for p in
+                                                {"/models"} | {i.args for i in runtime.all("WORKDIR")}}
+    host = _mapper(mapped)
+    cwd = tmp_path
+    for ins in runtime.instructions:
+        if ins.cmd == "COPY" and "from" not in ins.flags_and_rest()[0]:
+            _copy(ins, cwd, host, rules)
+        elif ins.cmd == "WORKDIR":
+            cwd = Path(host(ins.args))
+            cwd.mkdir(parents=True, exist_ok=True)
+    env = {k: host(v) for k, v in stage_env(df, runtime, {"PATH": "/usr/local/bin:/usr/bin:/bin",
+                                                          "HOME": str(tmp_path)}).items()}
+    assert any(Path(env["TPSERVE_MODEL_REPOSITORY"]).iterdir()), "no model was copied to the repository"
+    port = _free_port()
+    env.update(TPSERVE_HOST="127.0.0.1", TPSERVE_PORT=str(port), TPSERVE_DRAIN_GRACE_S="0",
+               TPSERVE_INTRA_OP_THREADS="1", TPSERVE_INTER_OP_THREADS="1")
+    argv = runtime.all("CMD")[-1].json_args()
+    exe = shutil.which(argv[0], path=env["PATH"])
+    assert exe and exe.startswith(sys.prefix), f"CMD {argv[0]!r} resolves to {exe}, not the image's venv"
+    log = (tmp_path / "server.log").open("w+")
+    proc = subprocess.Popen([exe, *argv[1:]], cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def log_tail():
+        log.flush()
+        log.seek(0)
+        return log.read()[-6000:]
+
+    try:
+        wait_until(lambda: proc.poll() is not None or _get(base + "/readyz") == 200, "the server to be ready",
+                   timeout_s=300, poll_s=0.2)
+        assert proc.poll() is None, f"the server exited with {proc.returncode}:\n{log_tail()}"
+        assert _get(base + "/healthz") == 200
+        # The HEALTHCHECK command, as Docker runs it inside the container.
+        hc = _healthcheck_argv(runtime.all("HEALTHCHECK")[-1])
+        hc = [shutil.which(hc[0], path=env["PATH"]) or hc[0], *hc[1:]]
+        ok = subprocess.run(hc, env=env, capture_output=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr.decode()[-2000:]
+        bad = subprocess.run(hc, env={**env, "TPSERVE_PORT": str(_free_port())}, capture_output=True, timeout=60)
+        assert bad.returncode == 1, "the HEALTHCHECK must fail (exit 1) when nothing answers"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=120)
+        assert rc == 0, f"exit status {rc} after SIGTERM:\n{log_tail()}"
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        log.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,177 +499,6 @@ def _get(url: str, timeout: float = 3.0) -> int:
         return e.code
     except OSError:
         return 0
-
-
-@pytest.mark.slow
-def test_dockerfile_install_and_start_commands_serve_the_bundled_models():
-    """Emulates ``docker build`` + ``docker run`` of deploy/Dockerfile without a Docker engine.
-
-    The builder stage's WORKDIR/COPY/ENV/ARG/RUN instructions are executed in order, in a throw-away
-    directory standing for the image's root (``/opt/venv``, ``/src``, ``/models``, ``/app`` are mapped
-    under it), with ``python`` being this machine's base CPython 3.11 (the image's base has its own
-    3.11). COPY honours .dockerignore. So the RUN lines really create a fresh venv, extract the
-    requirements from pyproject.toml, ``pip install`` every dependency from the package index (no
-    reuse of .venv; takes about a minute, mostly TensorFlow) and ``pip install --no-deps .`` the
-    code as a regular (non-editable) wheel install. Deviations, on purpose: PIP_NO_CACHE_DIR is not
-    applied, so pip's cache can serve repeated runs; the runtime stage's only RUN (useradd) is not
-    run, as this is no root filesystem of our own.
-
-    Then the runtime stage's CMD runs with its ENV, except TPSERVE_HOST=127.0.0.1 (not every
-    interface of the test machine), a free TPSERVE_PORT, one TensorFlow thread per pool and a short
-    TPSERVE_DRAIN_GRACE_S; it must answer /readyz with 200 (every bundled model loaded and warm), its
-    HEALTHCHECK command must pass (and fail against a closed port), and SIGTERM must turn /readyz to
-    503 during the drain window and then end the process with exit status 0.
-    """
-    df = parse_dockerfile()
-    builder, runtime = df.stage("builder"), df.final
-    context_rules = dockerignore_rules()
-    assert (ROOT / "model_repository").is_dir(), "model_repository/ (COPYed into the image) is missing"
-
-    tmp = Path(tempfile.mkdtemp(prefix="tpserve-image-"))
-    proc = log = None
-    try:
-        rootfs = tmp / "rootfs"
-        rootfs.mkdir()
-        # The image's absolute paths, mapped under rootfs.
-        mapped = {"/opt/venv", "/models"} | {i.args for s in df.stages for i in s.all("WORKDIR")}
-
-        def host(text: str) -> str:
-            for p in sorted(mapped, key=len, reverse=True):
-                text = re.sub(rf"(?<![\w./-]){re.escape(p)}(?=/|\b|$)", str(rootfs) + p, text)
-            return text
-
-        # `python` as the base image provides it: the CPython behind this test's interpreter.
-        shim = tmp / "shim"
-        shim.mkdir()
-        base_python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-        assert base_python.exists(), base_python
-        (shim / "python").symlink_to(base_python)
-        keep = ("HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
-        base_env = {k: v for k, v in os.environ.items() if k in keep or k.startswith("PIP_")}
-        base_env["PATH"] = f"{shim}:/usr/local/bin:/usr/bin:/bin"
-
-        # ---- builder stage
-        env, args, cwd = dict(base_env), {}, rootfs
-        for ins in builder.instructions:
-            if ins.cmd == "ARG":
-                for k, v in env_pairs(ins):
-                    args[k] = v
-            elif ins.cmd == "ENV":
-                for k, v in env_pairs(ins):
-                    env[k] = host(expand(v, {**args, **env}))
-            elif ins.cmd == "WORKDIR":
-                cwd = Path(host(ins.args))
-                cwd.mkdir(parents=True, exist_ok=True)
-            elif ins.cmd == "COPY":
-                flags, srcs, dst = _copy_args(ins)
-                assert "from" not in flags
-                for src in srcs:
-                    for m in (sorted(ROOT.glob(src)) if "*" in src else [ROOT / src]):
-                        r = str(m.relative_to(ROOT))
-                        target = cwd / dst if not dst.startswith("/") else Path(host(dst))
-                        if m.is_file():
-                            _copy_into(r, target / m.name if dst.endswith("/") else target, context_rules)
-                        else:
-                            _copy_into(r, target, context_rules)
-            elif ins.cmd == "RUN":
-                run_env = {**env, **args}
-                run_env.pop("PIP_NO_CACHE_DIR", None)
-                r = subprocess.run(["/bin/sh", "-c", host(ins.args)], cwd=cwd, env=run_env,
-                                   capture_output=True, text=True, timeout=900)
-                assert r.returncode == 0, f"RUN (line {ins.line}) failed:\n{ins.args}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-            elif ins.cmd in ("LABEL",):
-                pass
-            else:
-                raise AssertionError(f"builder instruction {ins.cmd} (line {ins.line}) is not emulated here")
-
-        venv_python = rootfs / "opt/venv/bin/python"
-        where = subprocess.run([str(venv_python), "-c", "import layers, model_zoo, service; "
-                                "print(service.__file__, layers.__file__, model_zoo.__file__)"],
-                               cwd=tmp, capture_output=True, text=True, env={"PATH": base_env["PATH"]})
-        assert where.returncode == 0, where.stderr[-3000:]
-        assert all(p.startswith(str(rootfs / "opt/venv")) for p in where.stdout.split()), (
-            f"the packages should come from the fresh install, not the source tree: {where.stdout}")
-
-        # ---- runtime stage
-        for ins in runtime.instructions:
-            if ins.cmd == "RUN":
-                assert re.fullmatch(r"(groupadd|useradd)\b.*?(\s*&&\s*(groupadd|useradd)\b.*)*", ins.args), (
-                    f"runtime RUN (line {ins.line}) does more than create the user; emulate it here")
-            elif ins.cmd == "COPY":
-                flags, srcs, dst = _copy_args(ins)
-                if flags.get("from") == "builder":
-                    continue  # same path in both stages (checked by a lint test): already in place
-                for src in srcs:
-                    _copy_into(src, Path(host(dst)), context_rules)
-            elif ins.cmd == "WORKDIR":
-                cwd = Path(host(ins.args))
-                cwd.mkdir(parents=True, exist_ok=True)
-        run_env = {k: host(v) for k, v in stage_env(df, runtime, base_env).items()}
-        assert (Path(run_env["TPSERVE_MODEL_REPOSITORY"]) / "digits").is_dir() or any(
-            Path(run_env["TPSERVE_MODEL_REPOSITORY"]).iterdir()), "no model was copied to /models"
-        port = _free_port()
-        run_env.update(TPSERVE_HOST="127.0.0.1", TPSERVE_PORT=str(port), TPSERVE_DRAIN_GRACE_S="3",
-                       TPSERVE_INTRA_OP_THREADS="1", TPSERVE_INTER_OP_THREADS="1")
-        argv = runtime.all("CMD")[-1].json_args()
-        exe = shutil.which(argv[0], path=run_env["PATH"])
-        assert exe and exe.startswith(str(rootfs)), f"CMD {argv[0]!r} resolves to {exe}, not the image's venv"
-        log = (tmp / "server.log").open("w+")
-        proc = subprocess.Popen([exe, *argv[1:]], cwd=cwd, env=run_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        status = 0
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            status = _get(base + "/readyz")
-            if status == 200:
-                break
-            time.sleep(1.0)
-
-        def log_tail():
-            log.flush()
-            log.seek(0)
-            return log.read()[-6000:]
-
-        assert status == 200, f"/readyz never answered 200 (last {status}, exit {proc.poll()}):\n{log_tail()}"
-        assert _get(base + "/healthz") == 200
-
-        # The HEALTHCHECK command, as Docker runs it inside the container.
-        hc = _healthcheck_argv(runtime.all("HEALTHCHECK")[-1])
-        hc = [shutil.which(hc[0], path=run_env["PATH"]) or hc[0], *hc[1:]]
-        ok = subprocess.run(hc, env=run_env, capture_output=True, timeout=30)
-        assert ok.returncode == 0, ok.stderr.decode()[-2000:]
-        bad = subprocess.run(hc, env={**run_env, "TPSERVE_PORT": str(_free_port())}, capture_output=True, timeout=30)
-        assert bad.returncode == 1, "the HEALTHCHECK must fail (exit 1) when nothing answers"
-
-        # SIGTERM: readiness must turn 503 at once while the server still answers (the drain window).
-        proc.send_signal(signal.SIGTERM)
-        t_term = time.monotonic()
-        ready = 200
-        while time.monotonic() - t_term < float(run_env["TPSERVE_DRAIN_GRACE_S"]) - 0.5:
-            ready = _get(base + "/readyz", timeout=1.0)
-            if ready == 503:
-                break
-            time.sleep(0.1)
-        assert ready == 503, f"/readyz answered {ready} after SIGTERM, not 503 (the drain window)"
-        limit = float(run_env["TPSERVE_DRAIN_GRACE_S"]) + float(
-            run_env.get("TPSERVE_SHUTDOWN_TIMEOUT_S", settings_default("shutdown_timeout_s"))) + 15
-        try:
-            rc = proc.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the server did not exit within {limit:.0f} s of SIGTERM:\n{log_tail()}")
-        assert rc == 0, f"exit status {rc} after SIGTERM:\n{log_tail()}"
-    finally:
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
-        if log is not None:
-            log.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _healthcheck_argv(ins: Instruction) -> list[str]:
