@@ -7,9 +7,11 @@ import select
 import signal
 import threading
 
+import numpy as np
 import pytest
 
 from layers.dataflow import (
+    AugmentImageComponent,
     DataFlowTerminated,
     DataFlowWorkerError,
     DataFromGenerator,
@@ -17,6 +19,8 @@ from layers.dataflow import (
     MapData,
     MultiProcessRunner,
     MultiProcessRunnerZMQ,
+    fix_rng_seed,
+    imgaug,
 )
 
 
@@ -220,3 +224,41 @@ def test_close_from_another_thread_ends_a_blocked_consumer_with_dataflowterminat
     assert not consumer.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], DataFlowTerminated)
     _assert_reaped(pids)
+
+
+def _brightness_deltas_per_worker(runner):
+    """First brightness delta seen from each worker (the image is all 100s, so delta = pixel - 100)."""
+    runner.reset_state()
+    first = {}
+    stream = iter(itertools.chain.from_iterable(runner for _ in itertools.count()))
+    for _ in range(5000):
+        img, pid = next(stream)
+        first.setdefault(pid, float(img[0, 0]) - 100)
+        if len(first) == 2:
+            return first
+    raise AssertionError(f"only {len(first)} worker(s) delivered data")
+
+
+def _augmented_runner():
+    ds = AugmentImageComponent(DataFromList([[np.full((1, 1), 100.0, np.float32)]], shuffle=False),
+                               [imgaug.Brightness(50)])
+    return MultiProcessRunnerZMQ(MapData(ds, lambda dp: [dp[0], os.getpid()]), num_proc=2, hwm=2)
+
+
+def test_each_worker_reseeds_its_augmentors(runners):
+    runner = _augmented_runner()
+    runners(runner)
+    deltas = _brightness_deltas_per_worker(runner)
+    assert len(set(deltas.values())) == 2
+
+
+def test_fix_rng_seed_gives_every_worker_the_same_stream(runners):
+    runner = _augmented_runner()
+    runners(runner)
+    fix_rng_seed(4)
+    try:
+        deltas = _brightness_deltas_per_worker(runner)
+    finally:
+        fix_rng_seed(None)
+    expected = float(np.float32(np.random.RandomState(4).uniform(-50, 50)))
+    assert list(deltas.values()) == pytest.approx([expected, expected], abs=1e-4)
