@@ -48,13 +48,14 @@ def install_docs(app: FastAPI, settings: Settings):
     """Replace FastAPI's schema builder by :func:`_finish_schema`'s, and add the docs routes when
     they are served. ``app`` must be built with ``docs_url``, ``redoc_url`` and ``openapi_url`` None."""
     build = app.openapi          # FastAPI's own builder (it caches in app.openapi_schema)
+    finished: list[dict] = []    # the finished schema, built once
 
     def openapi() -> dict:
-        schema = build()
-        if not schema.get("x-tpserve-finished"):
+        if not finished:
+            schema = build()
             _finish_schema(schema, settings)
-            schema["x-tpserve-finished"] = True
-        return schema
+            finished.append(schema)
+        return finished[0]
 
     app.openapi = openapi
     if not docs_served(settings):
