@@ -110,9 +110,7 @@ class MinSaver(Callback):
         if ckpt is None:
             raise RuntimeError(f"[{type(self).__name__}] no checkpoint state in {self.checkpoint_dir}: "
                                "is ModelSaver used (before this callback)?")
-        path = ckpt.model_checkpoint_path
-        if not os.path.isabs(path):
-            path = os.path.join(self.checkpoint_dir, path)
+        path = ckpt.model_checkpoint_path        # already joined with checkpoint_dir when stored relative
         extreme = "maximum" if self.reverse else "minimum"
         if not path.endswith("-" + str(self.best[0])):
             logger.warning("[MinSaver] New %s '%s' found at global_step=%d, but the latest checkpoint is %s; "
@@ -121,7 +119,11 @@ class MinSaver(Callback):
             return
         newname = os.path.join(self.checkpoint_dir, self.filename or
                                (("max-" if self.reverse else "min-") + self.monitor_stat))
-        for src in glob.glob(glob.escape(path) + ".*"):   # model-10.* must not match model-100.*
+        files = glob.glob(glob.escape(path) + ".*")     # model-10.* must not match model-100.*
+        if not files:
+            raise RuntimeError(f"[{type(self).__name__}] the checkpoint {path} named in {self.checkpoint_dir}/checkpoint "
+                               "has no files")
+        for src in files:
             shutil.copyfile(src, newname + src[len(path):])
         logger.info("Model at global_step=%d with %s %s=%.5g saved.", self.best[0], extreme, self.monitor_stat,
                     self.best[1])

@@ -123,6 +123,15 @@ def test_dropout_rate_is_the_drop_probability(graph, make_session):
     np.testing.assert_allclose(values, [5.0], rtol=1e-6)
 
 
+def test_dropout_rate_may_be_a_tensor_as_in_cifar_convnet(graph, make_session):
+    rate = tfv1.placeholder(tf.float32, [])         # tensorpack's cifar-convnet: tf.constant(0.5 if training else 0.)
+    y = Dropout(tf.ones([200000]), rate=rate, training=True)
+    sess = make_session()
+    kept = sess.run(y, {rate: 0.75})
+    assert np.mean(kept > 0) == pytest.approx(0.25, abs=0.01)
+    np.testing.assert_array_equal(sess.run(y, {rate: 0.0}), 1.0)
+
+
 def test_dropout_default_rate_is_one_half_and_0_5_positional_does_not_warn(graph, make_session):
     y_default = Dropout(tf.ones([200000]), training=True)
     y_half = Dropout(tf.ones([200000]), 0.5, training=True)    # pytest turns a warning into an error

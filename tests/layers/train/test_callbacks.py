@@ -159,3 +159,18 @@ def test_batchnorm_statistics_follow_one_step_only_with_run_update_ops(logdir, w
     else:
         np.testing.assert_array_equal(saved["bn/mean/EMA"], 0)
         np.testing.assert_array_equal(saved["bn/variance/EMA"], 1)
+
+
+def test_max_saver_works_with_a_relative_logger_directory(tmp_path, monkeypatch):
+    from layers.utils import logger
+
+    from .conftest import reset_logger
+    monkeypatch.chdir(tmp_path)
+    logger.set_logger_dir("train_log/rel")       # as logger.auto_set_dir() does
+    try:
+        train([ModelSaver(), PutStat("score", [0.5, 0.9]), MaxSaver("score")], max_epoch=2)
+    finally:
+        reset_logger()
+    d = tmp_path / "train_log" / "rel"
+    best = load_checkpoint_vars(str(d / "max-score"))
+    np.testing.assert_array_equal(best["fc0/W"], load_checkpoint_vars(str(d / "model-4"))["fc0/W"])
