@@ -10,7 +10,8 @@ of all towers are averaged, which for a mean loss equals the gradient of the who
 * Replicated: tower 0 owns the variables under their plain names; towers k > 0 hold copies under
   ``tower<k>/`` in LOCAL_VARIABLES (so checkpoints keep tensorpack's plain names). The copies are
   set equal to tower 0's before training (and again after every epoch), each tower applies the
-  same averaged gradient to its copy, so all copies stay equal.
+  same averaged gradient to its copy, so all copies stay equal. Each replica has its own
+  optimizer object, hence its own non-slot state (Adam's ``beta1_power``), also local and synced.
 
 Devices: tower k runs on ``/gpu:<id>`` when TensorFlow sees that GPU, else on ``/cpu:0``.
 ``devices=[...]`` (an extension) pins towers to explicit devices, e.g. logical CPUs
@@ -19,6 +20,7 @@ Devices: tower k runs on ``/gpu:<id>`` when TensorFlow sees that GPU, else on ``
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 
 from .._compat import gpu_count, tf, tfv1
@@ -89,6 +91,33 @@ def _local_variables(enable):
         return getter(name, *args, **kwargs)
     with custom_getter_scope(to_local):
         yield
+
+
+def _replica_optimizer(opt):
+    """A shallow copy of a tf.compat.v1 optimizer with its own non-slot variables (created on first apply)."""
+    clone = copy.copy(opt)
+    if hasattr(opt, "_non_slot_dict"):
+        clone._non_slot_dict = {}
+    return clone
+
+
+def _move_to_local(variables):
+    g = tfv1.get_default_graph()
+    global_vars = g.get_collection_ref(tfv1.GraphKeys.GLOBAL_VARIABLES)
+    for v in variables:
+        global_vars.remove(v)
+        g.add_to_collection(tfv1.GraphKeys.LOCAL_VARIABLES, v)
+
+
+def _sync_non_slot_ops(tower_opts):
+    """Copy the main optimizer's non-slot variables into the replicas' (e.g. after a restore)."""
+    main = getattr(tower_opts[0], "_non_slot_dict", {})
+    ops = []
+    for opt in tower_opts[1:]:
+        for key, var in getattr(opt, "_non_slot_dict", {}).items():
+            if key in main:
+                ops.append(var.assign(main[key].read_value()).op)
+    return ops
 
 
 class _LeastLoadedDeviceSetter:
@@ -230,17 +259,25 @@ class SyncMultiGPUTrainerReplicated(_DataParallelTrainer):
                         g = tf.multiply(g, 1.0 / n)
                 reduced.append(g)
         opt = get_opt_fn()
-        ops = []
+        ops, tower_opts = [], []
         with tfv1.name_scope("apply_gradients"):
             for idx, grads in enumerate(grad_list):
+                # Each replica gets its own optimizer object, so optimizer state outside the slots
+                # (Adam's beta1_power/beta2_power) exists once per replica and advances once per step.
+                opt_k = opt if idx == 0 else _replica_optimizer(opt)
+                before = set(tfv1.global_variables())
                 with tfv1.device(self._raw_devices[idx]), _local_variables(idx > 0):
-                    ops.append(opt.apply_gradients([(g, v) for g, (_, v) in zip(reduced, grads, strict=True)],
-                                                   name=f"apply_grad_{idx}"))
+                    ops.append(opt_k.apply_gradients([(g, v) for g, (_, v) in zip(reduced, grads, strict=True)],
+                                                     name=f"apply_grad_{idx}"))
+                if idx > 0:     # state created outside get_variable (non-slot variables): keep it out of checkpoints
+                    _move_to_local([v for v in tfv1.global_variables() if v not in before])
+                tower_opts.append(opt_k)
         self.train_op = tf.group(*ops, name="train_op")
         if n == 1:
             return []
         with tfv1.name_scope("sync_variables"):
-            sync = self.get_post_init_ops()
+            sync = tf.group(self.get_post_init_ops(), *_sync_non_slot_ops(tower_opts),
+                            name="sync_variables_and_optimizer_state")
         cb = RunOp(sync, run_before=True, run_as_trigger=self.BROADCAST_EVERY_EPOCH, verbose=True)
         cb.name_scope = "SyncVariables"
         return [cb]

@@ -70,6 +70,8 @@ class MLP(ModelDesc):
         tfv1.summary.scalar("lr", lr)
         if self.opt_name == "momentum":
             return tfv1.train.MomentumOptimizer(lr, 0.9)
+        if self.opt_name == "adam":
+            return tfv1.train.AdamOptimizer(lr)
         return tfv1.train.GradientDescentOptimizer(lr)
 
 

@@ -38,30 +38,39 @@ INITIAL = {"fc0/W": _rng.normal(0, 0.5, (8, 16)), "fc0/b": np.zeros(16), "fc1/W"
            "fc1/b": np.zeros(3)}
 
 
-def _run(logdir, trainer, towers, extra=()):
+def _run(logdir, trainer, towers, extra=(), optimizer="momentum"):
     x, y = make_data(STEPS * GLOBAL_BATCH)
     losses = []
     names = ["cost"] if towers == 1 else [f"tower{k}/cost" for k in range(towers)]
     config = TrainConfig(
         session_init=SmartInit(INITIAL),       # both runs start from the same weights
-        model=MLP(lr=0.1, optimizer="momentum"), data=QueueInput(dataflow(x, y, GLOBAL_BATCH // towers)),
+        model=MLP(lr=0.1 if optimizer == "momentum" else 0.01, optimizer=optimizer), data=QueueInput(dataflow(x, y, GLOBAL_BATCH // towers)),
         callbacks=[ModelSaver(), ProcessTensors(names, lambda *c: losses.append(float(np.mean(c)))), *extra],
         session_config=session_config(n_cpus=2), steps_per_epoch=STEPS, max_epoch=EPOCHS)
     launch_train_with_config(config, trainer)
     return losses, load_checkpoint_vars(str(logdir / f"model-{STEPS * EPOCHS}"))
 
 
-@pytest.fixture(scope="module")
-def single(tmp_path_factory):
+def _single(tmp_path_factory, optimizer):
     from layers.utils import logger
 
     from .conftest import reset_logger
     d = tmp_path_factory.mktemp("single") / "log"
     logger.set_logger_dir(str(d), action="d")
     try:
-        return _run(d, SimpleTrainer(), 1)
+        return _run(d, SimpleTrainer(), 1, optimizer=optimizer)
     finally:
         reset_logger()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    return _single(tmp_path_factory, "momentum")
+
+
+@pytest.fixture(scope="module")
+def single_adam(tmp_path_factory):
+    return _single(tmp_path_factory, "adam")
 
 
 def _compare(single, multi):
@@ -105,6 +114,20 @@ def test_replicated_follows_the_single_tower_trajectory_and_saves_plain_names(si
     # the per-tower copies and their optimizer slots are LOCAL variables: not in the checkpoint
     assert not [k for k in multi[1] if k.startswith("tower")]
     assert {"fc0/W", "fc0/W/Momentum", "learning_rate", "global_step"} <= set(multi[1])
+
+
+def test_replicated_with_adam_keeps_one_bias_correction_per_replica(single_adam, logdir):
+    # Adam's beta1_power/beta2_power are optimizer state outside the slots: each replica needs its
+    # own, advanced once per step, or the replicas' updates (and so their weights) drift apart.
+    check = _ReplicasEqual()
+    multi = _run(logdir, SyncMultiGPUTrainerReplicated(2, devices=["/cpu:0", "/cpu:1"]), 2, extra=[check],
+                 optimizer="adam")
+    _compare(single_adam, multi)
+    assert check.checked == STEPS * EPOCHS
+    # one beta1_power in the checkpoint (the replica's is local), advanced once per step
+    assert [k for k in multi[1] if "beta1_power" in k] == ["apply_gradients/beta1_power"]
+    np.testing.assert_allclose(multi[1]["apply_gradients/beta1_power"], 0.9 ** (STEPS * EPOCHS + 1), rtol=1e-6)
+    assert not [k for k in multi[1] if k.startswith("tower")]
 
 
 def test_data_parallel_trainers_refuse_a_feed_input(logdir):
