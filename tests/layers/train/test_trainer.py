@@ -137,3 +137,19 @@ def test_log_file_has_the_epoch_summary_and_time_estimate(run):
     assert "val_accuracy: " in text and "cross_entropy_loss: " in text
     assert "Estimated Time Left" in text
     assert "Training has finished!" in text
+
+
+def test_training_without_a_logger_directory_writes_nothing_and_still_trains(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert logger.get_logger_dir() is None
+    x, y = make_data(32)
+    losses = []
+    from layers import ProcessTensors
+    launch_train_with_config(TrainConfig(model=MLP(), dataflow=dataflow(x, y, 8), session_config=session_config(),
+                                         callbacks=[ProcessTensors(["cross_entropy_loss"], losses.append)],
+                                         max_epoch=3), SimpleTrainer())
+    assert len(losses) == 12 and losses[-1] < losses[0]
+    assert list(tmp_path.iterdir()) == []           # TFEventWriter/JSONWriter became no-ops
+    with pytest.raises(ValueError, match="ModelSaver: no checkpoint_dir"):
+        launch_train_with_config(TrainConfig(model=MLP(), dataflow=dataflow(x, y, 8), callbacks=[ModelSaver()],
+                                             session_config=session_config(), max_epoch=1), SimpleTrainer())
