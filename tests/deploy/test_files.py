@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
@@ -84,3 +85,26 @@ def test_local_secret_files_are_git_ignored():
         if r.returncode == 128:
             pytest.skip("not a git checkout")
         assert r.returncode == 0, f"{path} is not git-ignored: add it to .gitignore"
+
+
+def test_the_dockerfile_has_no_syntax_directive():
+    """`# syntax=` makes BuildKit pull a frontend image first: offline and mirrored builds fail."""
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        assert not re.match(r"#\s*syntax\s*=", line, re.I), f"{rel(DOCKERFILE)}: drop {line!r}"
+
+
+def test_make_installs_with_the_lock_the_image_uses_and_records_how_it_was_made():
+    makefile = (ROOT / "Makefile").read_text()
+    lock = ROOT / "requirements.lock"
+    installs = re.findall(r"pip install [^\n]*-e [^\n]*", makefile)
+    assert installs and all("-c $(LOCK)" in i for i in installs), installs
+    assert re.search(r"^LOCK := requirements\.lock$", makefile, re.M)
+    assert "PIP_CONSTRAINT=/src/requirements.lock" in DOCKERFILE.read_text()
+    # the lock's header is the command of `make lock` (same inputs, same options)
+    header = re.search(r"^#\s+(uv pip compile .*)$", lock.read_text(), re.M).group(1).split()
+    recipe = re.search(r"uv pip compile (.*?)\$\(UV_ARGS\) -o \$\(LOCK\)", makefile, re.S).group(1)
+    recipe = [w for w in recipe.replace("\\\n", " ").split() if w != "--native-tls"]
+    assert header == ["uv", "pip", "compile", *recipe, "-o", "requirements.lock"], (header, recipe)
+    assert re.search(r"^UV_VERSION := \d+\.\d+\.\d+$", makefile, re.M), "pin the resolver's version"

@@ -312,6 +312,19 @@ def test_resources_and_thread_pools(base):
             f"{k}={n}: set it to at most the CPU limit ({lim['cpu']}); 0 means every core of the node")
 
 
+def test_compose_limits_the_cpu_server_like_the_pod(base):
+    """deploy/README: the compose server is sized like a Kubernetes pod (same CPU and memory limits), so a
+    latency or memory figure measured under one holds under the other."""
+    from .helpers import COMPOSE, load_yaml
+
+    lim = container(one(base, "Deployment", "tpserve"))["resources"]["limits"]
+    svc = load_yaml(COMPOSE)["services"]["tpserve"]
+    assert float(svc["cpus"]) == cpu_cores(lim["cpu"])
+    # compose's "2g" is 2 GiB (Docker's units are binary)
+    m = re.fullmatch(r"(\d+)([mg])", str(svc["mem_limit"]))
+    assert m and int(m.group(1)) * {"m": 2**20, "g": 2**30}[m.group(2)] == memory_bytes(lim["memory"])
+
+
 def test_configmap_is_valid_settings(base, monkeypatch):
     env = configmap_env(base)
     known = settings_env_names()
