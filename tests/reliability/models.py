@@ -12,10 +12,12 @@ the same in-thread and in a subprocess server:
   is inside the model, so an in-thread test can order its next steps on it instead of sleeping;
 * a row ending in ``BADROWS`` (-3) makes the model return one row too few (the batcher must catch it);
 * ``fail_every=k`` makes every k-th batch raise, whatever it holds;
-* ``compute_s`` (+ ``per_row_s`` per row) is the sleep of every batch: a fixed compute time.
+* ``compute_s`` (+ ``per_row_s`` per row) is the sleep of every batch: a fixed compute time;
+* ``gate`` (an Event, in-thread): every batch waits inside the model until the test sets it.
 
 Every row that reaches the model is recorded by its first value in :attr:`EchoModel.seen`, so a test can
-prove that a request refused before running (deadline, unavailable, cancelled) was never computed.
+prove that a request refused before running (deadline, unavailable, cancelled) was never computed, and
+:attr:`EchoModel.batch_ids` holds the set of those values per batch (which requests were batched together).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ BADROWS = -3.0
 
 class EchoModel:
     def __init__(self, name="echo", width=3, compute_s=0.0, per_row_s=0.0, fail_every=0, hang_s=30.0,
-                 version="1", max_sleep_s=60.0, markers=True):
+                 version="1", max_sleep_s=60.0, markers=True, gate: threading.Event | None = None):
         self.name = name
         self.version = version
         self.architecture = "fake-echo"
@@ -48,12 +50,14 @@ class EchoModel:
         self.max_sleep_s = max_sleep_s
         self.markers = markers          # False: control values are ordinary data (fuzzing)
         self._released = threading.Event()
-        self.entered = threading.Event()    # set when a batch holding a HANG row is inside run_batch
+        self.gate = gate
+        self.entered = threading.Event()    # set when a batch holding a HANG row (or held by gate) is inside
         self._lock = threading.Lock()
         self.batches = 0
         self.failed_batches = 0
         self.batch_sizes: list[int] = []
         self.seen: list[float] = []         # the first value of every row computed (a request id)
+        self.batch_ids: list[frozenset[float]] = []
 
     def release(self):
         """Unblock every hanging batch (now and later)."""
@@ -71,6 +75,10 @@ class EchoModel:
             n = self.batches
             self.batch_sizes.append(len(x))
             self.seen.extend(x[:, 0].tolist())
+            self.batch_ids.append(frozenset(x[:, 0].tolist()))
+        if self.gate is not None:
+            self.entered.set()
+            self.gate.wait(self.max_sleep_s)
         ctrl = x[:, -1] if self.markers else np.zeros(len(x), x.dtype)
         if (ctrl == HANG).any():
             self.entered.set()
