@@ -43,7 +43,10 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 # Long reliability runs (pytest marker "soak", deselected by make test): 10 minutes of mixed traffic
-# against the bundled model; TPSERVE_SOAK_SECONDS=60 make soak for a shortened run.
+# against the bundled model; TPSERVE_SOAK_SECONDS=60 make soak for a shortened run. It also holds the
+# time bounds (overload p99 and recovery, how fast attacks are refused) that make test only reports:
+# run it on a quiet machine. `make test` itself asserts no elapsed time (a busy CI machine must not fail it).
+# pytest's exit status 5 ("no tests ran") fails both targets, like any other non-zero status.
 soak: $(STAMP)
 	$(PY) -m pytest -m soak -s tests/reliability
 
