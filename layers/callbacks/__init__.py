@@ -2,7 +2,15 @@
 
 See :mod:`layers.callbacks.base` for the callback life cycle.
 """
-from .base import Callback, CallbackFactory, Callbacks, CallbackToHook, HookedSession, ProxyCallback
+from .base import (
+    Callback,
+    CallbackFactory,
+    Callbacks,
+    CallbackToHook,
+    HookedSession,
+    HookToCallback,
+    ProxyCallback,
+)
 from .concurrency import StartProcOrThread
 from .graph import CheckNumerics, ProcessTensors, RunOp, RunUpdateOps
 from .inference import BinaryClassificationStats, ClassificationError, Inferencer, ScalarStats
@@ -28,12 +36,13 @@ from .param import (
     StatMonitorParamSetter,
 )
 from .saver import MaxSaver, MinSaver, ModelSaver
-from .steps import MaintainStepCounter, ProgressBar, TensorPrinter
-from .summary import MergeAllSummaries, MovingAverageSummary
+from .steps import MaintainStepCounter, ProgressBar, SessionRunTimeout, TensorPrinter
+from .summary import MergeAllSummaries, MovingAverageSummary, SimpleMovingAverage
 from .trigger import EnableCallbackIf, PeriodicCallback, PeriodicTrigger
 
 __all__ = [
-    "Callback", "ProxyCallback", "CallbackFactory", "Callbacks", "CallbackToHook", "HookedSession",
+    "Callback", "ProxyCallback", "CallbackFactory", "Callbacks", "CallbackToHook", "HookToCallback", "HookedSession",
+    "SessionRunTimeout", "SimpleMovingAverage",
     "StartProcOrThread", "RunOp", "RunUpdateOps", "ProcessTensors", "CheckNumerics",
     "Inferencer", "ScalarStats", "ClassificationError", "BinaryClassificationStats",
     "InferenceRunner", "InferenceRunnerBase", "EstimatedTimeLeft",

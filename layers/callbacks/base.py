@@ -14,7 +14,8 @@ import traceback
 from .._compat import tf, tfv1
 from ..tfutils.common import get_op_or_tensor_by_name
 
-__all__ = ["Callback", "ProxyCallback", "CallbackFactory", "Callbacks", "CallbackToHook", "HookedSession"]
+__all__ = ["Callback", "ProxyCallback", "CallbackFactory", "Callbacks", "CallbackToHook", "HookToCallback",
+           "HookedSession"]
 
 
 class Callback:
@@ -276,6 +277,32 @@ class CallbackToHook(tfv1.train.SessionRunHook):
 
     def after_run(self, run_context, run_values):
         self._cb.after_run(run_context, run_values)
+
+
+class HookToCallback(Callback):
+    """Run a ``tf.compat.v1.train.SessionRunHook`` as a callback (``after_create_session`` gets
+    ``coord=None``; ``end`` runs after training)."""
+
+    _chief_only = False
+
+    def __init__(self, hook):
+        self._hook = hook
+
+    def _setup_graph(self):
+        with tfv1.name_scope(None):
+            self._hook.begin()
+
+    def _before_train(self):
+        self._hook.after_create_session(self.trainer.sess, None)
+
+    def _before_run(self, ctx):
+        return self._hook.before_run(ctx)
+
+    def _after_run(self, ctx, run_values):
+        self._hook.after_run(ctx, run_values)
+
+    def _after_train(self):
+        self._hook.end(self.trainer.sess)
 
 
 class HookedSession:

@@ -7,7 +7,7 @@ from ..utils import logger
 from ..utils.utils import get_tqdm_kwargs
 from .base import Callback
 
-__all__ = ["TensorPrinter", "ProgressBar", "MaintainStepCounter"]
+__all__ = ["TensorPrinter", "ProgressBar", "MaintainStepCounter", "SessionRunTimeout"]
 
 
 class TensorPrinter(Callback):
@@ -100,3 +100,14 @@ class MaintainStepCounter(Callback):
 
     def _after_run(self, _, __):
         self.trainer.loop._global_step += 1
+
+
+class SessionRunTimeout(Callback):
+    """Give every training step a deadline: a step running longer than ``timeout_in_ms`` fails with
+    ``DeadlineExceededError`` (ending training)."""
+
+    def __init__(self, timeout_in_ms):
+        self._runargs = tfv1.train.SessionRunArgs(fetches=[], options=tfv1.RunOptions(timeout_in_ms=int(timeout_in_ms)))
+
+    def _before_run(self, _):
+        return self._runargs

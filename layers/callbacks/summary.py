@@ -2,12 +2,17 @@
 ``tf.summary`` ops for the monitors (``MergeAllSummaries``)."""
 from __future__ import annotations
 
+import collections
+
+import numpy as np
+
 from .._compat import tf, tfv1
+from ..tfutils.common import get_op_tensor_name
 from ..tower import MOVING_SUMMARY_OPS_KEY
 from ..utils import logger
 from .base import Callback
 
-__all__ = ["MovingAverageSummary", "MergeAllSummaries"]
+__all__ = ["MovingAverageSummary", "MergeAllSummaries", "SimpleMovingAverage"]
 
 
 class MovingAverageSummary(Callback):
@@ -89,3 +94,33 @@ def MergeAllSummaries(period=0, run_alone=False, key=None):
     key = key or tfv1.GraphKeys.SUMMARIES
     cls = _MergeAllSummariesRunAlone if run_alone else _MergeAllSummariesRunWithOp
     return cls(int(period), key)
+
+
+class SimpleMovingAverage(Callback):
+    """Every ``window_size`` global steps, put ``<name>/SMA``: the mean of scalar tensors over the
+    last ``window_size`` steps."""
+
+    def __init__(self, tensors, window_size):
+        tensors = [tensors] if isinstance(tensors, str) else list(tensors)
+        self._tensor_names = [get_op_tensor_name(x)[1] for x in tensors]
+        self._display_names = [get_op_tensor_name(x)[0] for x in tensors]
+        self._window = int(window_size)
+        self._queue = collections.deque(maxlen=self._window)
+
+    def _setup_graph(self):
+        tensors = self.get_tensors_maybe_in_tower(self._tensor_names)
+        for t in tensors:
+            if t.shape.ndims != 0:
+                raise ValueError(f"SimpleMovingAverage only accepts scalar tensors, got {t}")
+        self._fetch = tfv1.train.SessionRunArgs(fetches=tensors)
+
+    def _before_run(self, _):
+        return self._fetch
+
+    def _after_run(self, _, run_values):
+        self._queue.append(run_values.results)
+
+    def _trigger_step(self):
+        if self.global_step % self._window == 0:
+            for name, avg in zip(self._display_names, np.asarray(self._queue).mean(axis=0), strict=True):
+                self.trainer.monitors.put_scalar(name + "/SMA", avg)

@@ -174,3 +174,42 @@ def test_max_saver_works_with_a_relative_logger_directory(tmp_path, monkeypatch)
     d = tmp_path / "train_log" / "rel"
     best = load_checkpoint_vars(str(d / "max-score"))
     np.testing.assert_array_equal(best["fc0/W"], load_checkpoint_vars(str(d / "model-4"))["fc0/W"])
+
+
+def test_simple_moving_average_is_the_mean_of_the_last_window_steps(logdir):
+    from layers import ProcessTensors
+    from layers.callbacks import SimpleMovingAverage
+    losses = []
+    train([ProcessTensors(["cross_entropy_loss"], losses.append), SimpleMovingAverage(["cross_entropy_loss"], 2)],
+          max_epoch=2)
+    stats = json.loads((logdir / "stats.json").read_text())
+    # written at global steps 2 and 4 (the end of each epoch): mean of steps (1, 2) and (3, 4)
+    assert [s["cross_entropy_loss/SMA"] for s in stats] == pytest.approx([np.mean(losses[0:2]), np.mean(losses[2:4])],
+                                                                         rel=1e-6)
+
+
+def test_hook_to_callback_runs_a_session_run_hook_and_step_timeouts_pass_through(logdir):
+    from layers.callbacks import HookToCallback, SessionRunTimeout
+    calls = []
+
+    class Hook(tfv1.train.SessionRunHook):
+        def begin(self):
+            calls.append("begin")
+
+        def after_create_session(self, session, coord):
+            calls.append("created")
+
+        def before_run(self, run_context):
+            calls.append("before")
+            return tfv1.train.SessionRunArgs(tfv1.train.get_global_step())
+
+        def after_run(self, run_context, run_values):
+            calls.append(int(run_values.results))
+
+        def end(self, session):
+            calls.append("end")
+    train([HookToCallback(Hook()), SessionRunTimeout(60_000)], max_epoch=1)
+    assert calls[:3] == ["begin", "created", "before"] and calls[-1] == "end"
+    assert len(calls) == 2 + 2 * STEPS + 1 and calls[4] == "before"
+    # fetched in the same run as its increment, so before or after it: step k reads k - 1 or k
+    assert calls[3] in (0, 1) and calls[5] in (1, 2)
