@@ -115,6 +115,13 @@ def test_wrong_row_count_from_a_model_is_a_500_for_that_batch_only(thread_server
         check_rows(2, 3, r.content)
 
 
+def serves(client, model: str, rid: int, n: int):
+    """``model`` answers a request of ``n`` rows with 200 and exactly its own rows."""
+    r = client.post("/predict", json={"model": model, "inputs": rows_for(rid, n)})
+    assert r.status_code == 200, r.text
+    check_rows(rid, n, r.content)
+
+
 def _poster(srv):
     """``post(model, rows, timeout_ms) -> (status, text)`` over one keep-alive client, plus that client."""
     client = httpx.Client(base_url=srv.url, timeout=PATIENCE_S)
@@ -144,17 +151,13 @@ def test_hung_model_gives_504_at_the_deadline_while_others_serve(thread_server, 
         status, text = post("hung", rows_for(1, 1), 300)            # queued behind the hung batch
         assert status == 504 and "deadline" in text, text
         for i in range(20):                                        # the other model is unaffected
-            r = client.post("/predict", json={"model": "other", "inputs": rows_for(100 + i, 2)})
-            assert r.status_code == 200
-            check_rows(100 + i, 2, r.content)
+            serves(client, "other", 100 + i, 2)
         assert client.get("/healthz").status_code == 200
         assert client.get("/readyz").status_code == 200
         assert client.get("/v2/models/hung/ready").status_code == 200
         assert not hung.released
         hung.release()
-        r = client.post("/predict", json={"model": "hung", "inputs": rows_for(4, 2)})
-        assert r.status_code == 200
-        check_rows(4, 2, r.content)
+        serves(client, "hung", 4, 2)
         assert 1.0 not in hung.seen, "the request that expired in the queue was computed"
     finally:
         hung.release()
@@ -182,14 +185,11 @@ def test_stuck_batch_makes_the_model_unavailable_with_fast_503_and_it_recovers(t
         status, text = post("hung", rows_for(2, 1), 60_000)
         assert status == 503 and "unavailable" in text, text
         assert srv.metric("tpserve_rejected_total", {"model": "hung", "reason": "unavailable"}) == 1
-        r = client.post("/predict", json={"model": "other", "inputs": rows_for(3, 1)})
-        assert r.status_code == 200
+        serves(client, "other", 3, 1)
         hung.release()
         held.join(PATIENCE_S)
         wait_until(lambda: client.get("/readyz").status_code == 200, "readiness to recover after the batch ended")
-        r = client.post("/predict", json={"model": "hung", "inputs": rows_for(4, 2)})
-        assert r.status_code == 200
-        check_rows(4, 2, r.content)
+        serves(client, "hung", 4, 2)
         assert 2.0 not in hung.seen, "the request refused as unavailable was computed"
     finally:
         hung.release()
@@ -232,9 +232,7 @@ def test_a_long_batch_holds_only_its_own_model_and_requests_queue_behind_it(thre
         with httpx.Client(base_url=srv.url, timeout=PATIENCE_S) as c:
             for i in range(10):
                 assert c.get("/healthz").status_code == 200
-                r = c.post("/predict", json={"model": "fast", "inputs": rows_for(i, 1)})
-                assert r.status_code == 200
-                check_rows(i, 1, r.content)
+                serves(c, "fast", i, 1)
         assert not slow.released and queued_rows() == len(patient)
     finally:
         slow.release()
