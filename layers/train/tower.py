@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 
-from .._compat import tf, tfv1
+from .._compat import gpu_count, tf, tfv1
 from ..tfutils.tower import TowerFunc, get_current_tower_context
 from ..utils import logger
 from .base import Trainer
@@ -37,11 +37,55 @@ class TowerTrainer(Trainer):
         """Handles of the towers built so far: ``trainer.towers.training()[0]['cost']``."""
         return self.tower_func.towers
 
+    def get_predictor(self, input_names, output_names, device=0):
+        """A callable running the model for inference inside the training session.
+
+        Builds (once per device) the tower function under ``PredictTowerContext('tower-pred-<device>')``
+        with the training variables, fed by placeholders. Call it while building the graph (e.g. in
+        a callback's ``_setup_graph``) and use it after the session exists:
+        ``pred = trainer.get_predictor(['input'], ['prob']); prob, = pred(images)``.
+
+        Args:
+            input_names: inputs to feed (names of the input signature).
+            output_names: tensors to return, without the tower prefix.
+            device: GPU index for the tower (used when that GPU exists); -1 for ``/cpu:0``.
+        """
+        from ..input_source import PlaceholderInput
+        from ..tower import PredictTowerContext
+
+        name = f"tower-pred-{device}" if device >= 0 else "tower-pred-cpu"
+        try:
+            tower = self.tower_func.towers[name]
+        except KeyError:
+            inp = PlaceholderInput()
+            inp.setup(self.input_signature)
+            dev = f"/gpu:{device}" if 0 <= device < gpu_count() else "/cpu:0"
+            with tfv1.variable_scope(tfv1.get_variable_scope(), reuse=True), tfv1.device(dev), \
+                    PredictTowerContext(name, vs_name=self._vs_name_for_predictor(device)):
+                self.tower_func(*inp.get_input_tensors())
+            tower = self.tower_func.towers[name]
+        return _TrainerPredictor(self, tower.get_tensors(input_names), tower.get_tensors(output_names))
+
     def _vs_name_for_predictor(self, device):
         towers = self.towers.training()
         if 0 <= device < len(towers):
             return towers[device].vs_name
         return towers[0].vs_name
+
+
+class _TrainerPredictor:
+    """``pred(*arrays)`` -> list of output arrays, run in the trainer's session."""
+
+    def __init__(self, trainer, inputs, outputs):
+        self._trainer, self.input_tensors, self.output_tensors = trainer, inputs, outputs
+
+    def __call__(self, *arrays):
+        if len(arrays) != len(self.input_tensors):
+            raise ValueError(f"predictor takes {len(self.input_tensors)} inputs "
+                             f"({[t.name for t in self.input_tensors]}), got {len(arrays)}")
+        if self._trainer.sess is None:
+            raise RuntimeError("the trainer's session does not exist yet: call the predictor from before_train on")
+        return self._trainer.sess.run(self.output_tensors, dict(zip(self.input_tensors, arrays, strict=True)))
 
 
 def _memoized(fn):

@@ -213,3 +213,22 @@ def test_hook_to_callback_runs_a_session_run_hook_and_step_timeouts_pass_through
     assert len(calls) == 2 + 2 * STEPS + 1 and calls[4] == "before"
     # fetched in the same run as its increment, so before or after it: step k reads k - 1 or k
     assert calls[3] in (0, 1) and calls[5] in (1, 2)
+
+
+def test_trainer_get_predictor_runs_the_inference_tower_in_the_training_session(logdir):
+    probe = np.random.default_rng(3).normal(size=(5, 8)).astype(np.float32)
+    seen = []
+
+    class Predict(Callback):
+        def _setup_graph(self):
+            self._pred = self.trainer.get_predictor(["input"], ["logits"])
+            self._vars = {v.op.name: v for v in tfv1.global_variables()}
+
+        def _trigger_epoch(self):
+            w = self.trainer.sess.run({k: self._vars[k] for k in ("fc0/W", "fc0/b", "fc1/W", "fc1/b")})
+            seen.append((self._pred(probe)[0],
+                         np.maximum(probe @ w["fc0/W"] + w["fc0/b"], 0) @ w["fc1/W"] + w["fc1/b"]))
+    train([Predict()], max_epoch=2)
+    assert len(seen) == 2 and not np.allclose(seen[0][0], seen[1][0])     # follows the training
+    for got, ref in seen:
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
