@@ -153,3 +153,38 @@ def test_training_without_a_logger_directory_writes_nothing_and_still_trains(tmp
     with pytest.raises(ValueError, match="ModelSaver: no checkpoint_dir"):
         launch_train_with_config(TrainConfig(model=MLP(), dataflow=dataflow(x, y, 8), callbacks=[ModelSaver()],
                                              session_config=session_config(), max_epoch=1), SimpleTrainer())
+
+
+def test_launch_inside_a_graph_builds_there_as_cifar_convnet_does(logdir):
+    x, y = make_data(16)
+    g = tf.Graph()
+    with g.as_default():
+        launch_train_with_config(TrainConfig(model=MLP(), dataflow=dataflow(x, y, 8), session_config=session_config(),
+                                             max_epoch=1), SimpleTrainer())
+    assert {"fc0/W", "global_step", "learning_rate"} <= {v.op.name for v in g.get_collection("variables")}
+    assert tf.executing_eagerly()
+
+
+def test_build_graph_must_return_the_cost_when_training(logdir):
+    class NoCost(MLP):
+        def build_graph(self, x, label):
+            super().build_graph(x, label)
+    x, y = make_data(16)
+    with pytest.raises(ValueError, match=r"build_graph must return the total cost \(a scalar tensor\)"):
+        launch_train_with_config(TrainConfig(model=NoCost(), dataflow=dataflow(x, y, 8), max_epoch=1), SimpleTrainer())
+
+
+def test_inference_runner_says_when_the_dataflow_is_shorter_than_its_len(logdir):
+    from layers import DataFlow
+
+    class Liar(DataFlow):
+        def __iter__(self):
+            yield from dataflow(*make_data(16), 8)
+
+        def __len__(self):
+            return 3
+    x, y = make_data(16)
+    with pytest.raises(RuntimeError, match=r"input ended before reaching its size\(\) \(3\)"):
+        launch_train_with_config(TrainConfig(model=MLP(), dataflow=dataflow(x, y, 8), session_config=session_config(),
+                                             callbacks=[InferenceRunner(Liar(), ScalarStats("cost"))], max_epoch=1),
+                                 SimpleTrainer())
