@@ -9,23 +9,65 @@
 
 ``zoo.model`` is a ``layers.ModelDesc``; variable names equal those of tensorpack's model-zoo
 files, so ``ImageNet-ResNet50.npz`` restores without renaming. See ``model_zoo/README.md``.
-Importing this package registers the architectures below; it does not build any graph.
+Importing this package imports neither TensorFlow nor ``layers``: the architectures (and the names
+below that need TensorFlow) load on first use, i.e. on the first ``names()``/``get()`` or attribute
+access such as ``model_zoo.MnistConvNet``. So ``model_zoo.datasets`` and ``model_zoo.preprocess`` are
+cheap to import (a JSON payload from the digits data needs no TensorFlow). No graph is built either way.
 """
-from . import labels, preprocess, user
-from .base import ClassifierModel
-from .cifar10_resnet import Cifar10ResNet, Cifar10ResNetConfig
-from .imagenet import ImageNetModel
-from .imagenet_resnet import ImageNetResNet, ImageNetResNetConfig
-from .mnist_convnet import MnistConvNet, MnistConvNetConfig
-from .registry import ArchitectureConfig, check_choice, check_range, get, get_config_class, names, register
-from .shufflenet import ShuffleNetV2, ShuffleNetV2Config
+import importlib
+
+from . import labels, preprocess
+from .registry import (
+    ArchitectureConfig,
+    add_loader,
+    check_choice,
+    check_range,
+    get,
+    get_config_class,
+    names,
+    register,
+)
 from .spec import InputSpec, OutputSpec, ZooModel
-from .utils import build_inference_graph, count_parameters
-from .vgg16 import VGG16, VGG16Config
+
+#: the built-in architectures, registered (imported) on the registry's first use
+ARCHITECTURE_MODULES = ("cifar10_resnet", "imagenet_resnet", "mnist_convnet", "shufflenet", "vgg16")
+
+#: public name -> the module (of this package) that defines it, imported on first access
+_LAZY = {
+    "ClassifierModel": "base", "ImageNetModel": "imagenet",
+    "MnistConvNet": "mnist_convnet", "MnistConvNetConfig": "mnist_convnet",
+    "Cifar10ResNet": "cifar10_resnet", "Cifar10ResNetConfig": "cifar10_resnet",
+    "ImageNetResNet": "imagenet_resnet", "ImageNetResNetConfig": "imagenet_resnet",
+    "VGG16": "vgg16", "VGG16Config": "vgg16",
+    "ShuffleNetV2": "shufflenet", "ShuffleNetV2Config": "shufflenet",
+    "build_inference_graph": "utils", "count_parameters": "utils",
+}
+
+
+def _register_architectures() -> None:
+    for module in ARCHITECTURE_MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+add_loader(_register_architectures)
+
+
+def __getattr__(name: str):
+    if name == "user":      # the user's own models: a module of its own (imports TensorFlow)
+        return importlib.import_module(f"{__name__}.user")
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"user"})
+
 
 __all__ = [
     # registry
     "register", "get", "names", "get_config_class", "ArchitectureConfig", "check_choice", "check_range",
+    "add_loader", "ARCHITECTURE_MODULES",
     # metadata
     "ZooModel", "InputSpec", "OutputSpec", "labels", "preprocess",
     # the user's own models (ModelDesc by import path, SavedModel)

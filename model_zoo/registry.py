@@ -24,9 +24,31 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 __all__ = ["ArchitectureConfig", "register", "get", "names", "get_config_class", "check_choice",
-           "check_range"]
+           "check_range", "add_loader"]
 
 _REGISTRY: dict[str, type[ArchitectureConfig]] = {}
+# Callables that register architectures on first use of the registry (model_zoo/__init__.py adds the
+# import of the built-in architectures here, so that importing model_zoo does not import TensorFlow).
+_LOADERS: list[Callable[[], None]] = []
+_loading = False
+
+
+def add_loader(loader: Callable[[], None]) -> None:
+    """Run ``loader`` (once) before the registry is first read or written."""
+    _LOADERS.append(loader)
+
+
+def _load() -> None:
+    global _loading
+    if _loading:            # a loader's own @register calls: the registry is being filled
+        return
+    _loading = True
+    try:
+        while _LOADERS:
+            _LOADERS[0]()
+            _LOADERS.pop(0)  # only once it succeeded: a failed import is retried (and fails loudly) next time
+    finally:
+        _loading = False
 
 C = TypeVar("C", bound="type[ArchitectureConfig]")
 
@@ -59,6 +81,7 @@ def register(name: str) -> Callable[[C], C]:
     def deco(cls: C) -> C:
         if not (isinstance(cls, type) and issubclass(cls, ArchitectureConfig) and dataclasses.is_dataclass(cls)):
             raise ValueError(f"register({name!r}): expected a dataclass subclassing ArchitectureConfig, got {cls!r}")
+        _load()   # the built-in architectures first, so a duplicate of one of them is refused here
         if name in _REGISTRY:
             raise ValueError(f"register: architecture {name!r} is already registered "
                              f"(by {_REGISTRY[name].__qualname__})")
@@ -71,6 +94,7 @@ def register(name: str) -> Callable[[C], C]:
 
 def names() -> list[str]:
     """The registered architecture names, sorted."""
+    _load()
     return sorted(_REGISTRY)
 
 
@@ -80,6 +104,7 @@ def get_config_class(name: str) -> type[ArchitectureConfig]:
     Raises:
         ValueError: unknown name; the message lists the registered ones.
     """
+    _load()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
