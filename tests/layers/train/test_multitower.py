@@ -137,3 +137,23 @@ def test_data_parallel_trainers_refuse_a_feed_input(logdir):
                          steps_per_epoch=1, max_epoch=1)
     with pytest.raises(TypeError, match="needs a feed-free input"):
         launch_train_with_config(config, SyncMultiGPUTrainerParameterServer(2, devices=["/cpu:0", "/cpu:1"]))
+
+
+def test_resumed_replicated_adam_syncs_the_restored_optimizer_state_into_the_replicas(logdir):
+    from layers import AutoResumeTrainConfig
+    x, y = make_data(STEPS * GLOBAL_BATCH)
+
+    def config(cls, **kw):
+        return cls(model=MLP(lr=0.01, optimizer="adam"), data=QueueInput(dataflow(x, y, GLOBAL_BATCH // 2)),
+                   session_config=session_config(n_cpus=2), steps_per_epoch=STEPS, **kw)
+    launch_train_with_config(config(TrainConfig, callbacks=[ModelSaver()], max_epoch=1),
+                             SyncMultiGPUTrainerReplicated(2, devices=["/cpu:0", "/cpu:1"]))
+    check = _ReplicasEqual()
+    resumed = config(AutoResumeTrainConfig, callbacks=[ModelSaver(), check], max_epoch=2)
+    assert resumed.starting_epoch == 2
+    # a fresh replica's beta1_power would be 0.9 while the restored one is 0.9 ** 5: its first update
+    # would then differ from tower 0's and the per-step equality check would fail
+    launch_train_with_config(resumed, SyncMultiGPUTrainerReplicated(2, devices=["/cpu:0", "/cpu:1"]))
+    assert check.checked == STEPS
+    saved = load_checkpoint_vars(str(logdir / f"model-{2 * STEPS}"))
+    np.testing.assert_allclose(saved["apply_gradients/beta1_power"], 0.9 ** (2 * STEPS + 1), rtol=1e-6)
