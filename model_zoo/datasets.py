@@ -6,7 +6,7 @@
 * values scaled to [0, 1] (``v / 16``); ink is bright, the background 0, as in MNIST;
 * upsampled 8x8 -> 28x28 with bilinear interpolation (half-pixel centres, edge replication;
   :func:`model_zoo.preprocess.resize`), float32;
-* split 80/20 into train (1,437) and held-out (360) images, stratified by class, with the fixed
+* split 80/20 into train (1,438) and held-out (359) images, stratified by class, with the fixed
   seed :data:`SPLIT_SEED` — independent of the training seed, so the held-out set is always the
   same images (what the bundled model's accuracy is measured on).
 """
