@@ -60,7 +60,7 @@ bench: $(RUN_STAMP) $(BENCH_STAMP)
 	$(PY) -m bench.report $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check layers model_zoo service tests bench
+	$(PY) -m ruff check layers model_zoo service tests bench examples
 
 # Re-resolve requirements.lock after changing dependencies in pyproject.toml (pins already in the lock
 # are kept when they still fit; `make lock UV_ARGS=--upgrade` moves everything to the newest versions).
