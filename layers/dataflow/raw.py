@@ -103,7 +103,8 @@ class FakeData(RNGDataFlow):
 
     def _draw(self):
         rng = self._require_rng()
-        return [(rng.rand(*shape) * (high - low) + low).astype(dt)
+        # np.asarray: rand() of a scalar shape [] is a Python float, which has no astype
+        return [np.asarray(rng.rand(*shape) * (high - low) + low).astype(dt)
                 for shape, dt, (low, high) in zip(self.shapes, self.dtype, self.domain, strict=True)]
 
     def __iter__(self):

@@ -210,6 +210,11 @@ def test_fakedata_draws_the_given_shapes_dtypes_and_domains():
     assert all(p[1].dtype == np.int32 and 0 <= p[1][0] < 10 for p in points)
 
 
+def test_fakedata_with_a_scalar_shape_gives_0d_arrays():
+    (label,) = _run(FakeData([[]], size=1, dtype="int32", domain=(3, 4)))[0]
+    assert isinstance(label, np.ndarray) and label.shape == () and label.dtype == np.int32 and label == 3
+
+
 def test_datafromiterable_knows_the_length_of_a_sized_iterable():
     ds = DataFromIterable([k] for k in range(2))
     with pytest.raises(NotImplementedError):
