@@ -5,7 +5,9 @@ SIGTERM drains gracefully (what Kubernetes sends before killing a pod):
 1. readiness (``/readyz``, ``/v2/health/ready``) answers 503 at once, so load balancers stop routing;
 2. for ``drain_grace_s`` new inference requests are still accepted (routing updates take time);
 3. then new inference requests get 503, queued and running batches finish;
-4. uvicorn closes and the process exits 0 — all within ``shutdown_timeout_s`` (+ the grace window).
+4. uvicorn closes and the process exits 0 — all within ``shutdown_timeout_s`` (+ the grace window,
+   + at most 3 s for uvicorn to finish writing responses). Work still running at that deadline is
+   abandoned (logged, ``tpserve_abandoned_batches_total``); it cannot hold up the exit.
 
 A second SIGTERM or a SIGINT (Ctrl-C) stops at once, as uvicorn normally does.
 """
@@ -54,6 +56,7 @@ class DrainingServer(uvicorn.Server):
         await asyncio.sleep(settings.drain_grace_s)
         manager.accepting = False
         deadline = t0 + settings.drain_grace_s + settings.shutdown_timeout_s
+        manager.shutdown_deadline = deadline     # the lifespan's manager.stop() ends by this deadline too
         while time.monotonic() < deadline:
             busy = [e for e in manager.entries.values()
                     if e.batcher is not None and (e.batcher.queued_rows or e.batcher.running_batches)]

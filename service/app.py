@@ -73,8 +73,8 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
         try:
             yield
         finally:
-            if not loading.done():
-                await asyncio.wait([loading], timeout=60)
+            # one deadline (TPSERVE_SHUTDOWN_TIMEOUT_S, or the SIGTERM drain's) for everything; a load
+            # still running is cancelled and never swapped in
             await manager.stop()
 
     # docs: see service.docs; no trailing-slash redirects: Starlette builds them from the client's Host header
@@ -91,13 +91,9 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     @app.get("/healthz", tags=["health"], response_model=LiveStatus, responses={503: {"model": LiveStatus}},
              summary="Liveness: the process is up (503 when a batch has hung past liveness_stuck_batch_s)")
     async def healthz():
-        limit = settings.liveness_stuck_batch_s
-        if limit:
-            for e in manager.entries.values():
-                if e.batcher is not None and e.batcher.oldest_running_s() > limit:
-                    return json_response({"status": "stuck", "reason": (
-                        f"model {e.name!r} has had a batch running for {e.batcher.oldest_running_s():.0f} s "
-                        f"(> TPSERVE_LIVENESS_STUCK_BATCH_S={limit:g})")}, status=503)
+        why = manager.liveness()       # the same answer as /v2/health/live
+        if why is not None:
+            return json_response({"status": "stuck", "reason": why}, status=503)
         return {"status": "alive"}
 
     @app.get("/readyz", tags=["health"], response_model=ReadyStatus, responses={503: {"model": ReadyStatus}},
@@ -148,7 +144,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             if ctype in IMAGE_TYPES or ctype == "multipart/form-data":
                 entry = manager.get(model, version)
                 obs.model = entry.name
-                return await classify_upload(request, entry, body, ctype, top_k)
+                return await classify_upload(request, entry, body, ctype, top_k, version)
             if ctype in NPY_TYPES:
                 # A .npy array as the body: the batch for a single-input model, no JSON parsing.
                 entry = manager.get(model, version)
@@ -160,15 +156,18 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                                          f"{settings.max_rows_per_request}", field=spec.name)
                 deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"),
                                          settings.default_timeout_ms)
-                result = await infer(manager, entry, arrays, deadline)
-                wanted = query.getlist("output") or [s.name for s in entry.model.outputs]
-                bad = [w for w in wanted if w not in result]
-                if bad:
-                    raise InvalidRequest(f"unknown output(s) {bad}; this model has {list(result)}", field="output")
-                return json_response({"model": entry.name, "version": entry.version,
+                available = [s.name for s in entry.model.outputs]
+                wanted = query.getlist("output") or available
+                bad = [w for w in wanted if w not in available]
+                if bad:   # checked before running the model
+                    raise InvalidRequest(f"unknown output(s) {bad}; this model has {available}", field="output",
+                                         expected=available, received=bad)
+                result, served = await infer(manager, entry, arrays, deadline, version)
+                return json_response({"model": entry.name, "version": served,
                                       "outputs": {k: result[k] for k in wanted}})
             payload = parse_json(body)
-            entry = manager.get(payload.get("model", model), payload.get("version", version))
+            version = payload.get("version", version)
+            entry = manager.get(payload.get("model", model), version)
             obs.model = entry.name
             model = entry.model
             if "inputs" not in payload:
@@ -189,11 +188,11 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
                                      settings.default_timeout_ms)
             arrays = to_batch(model.inputs, payload["inputs"], settings.max_rows_per_request)
-            result = await infer(manager, entry, arrays, deadline)
-            return json_response({"model": entry.name, "version": model.version,
+            result, served = await infer(manager, entry, arrays, deadline, version)
+            return json_response({"model": entry.name, "version": served,
                                   "outputs": {k: result[k] for k in wanted}})
 
-    async def classify_upload(request: Request, entry, body: bytes, ctype: str, k: int):
+    async def classify_upload(request: Request, entry, body: bytes, ctype: str, k: int, version: str | None):
         if k < 1:
             raise InvalidRequest("top_k must be >= 1", field="top_k", received=k)
         if ctype == "multipart/form-data":
@@ -206,9 +205,9 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             raise InvalidRequest(f"model {entry.name!r} does not take images", field="image")
         row = pre(rgb)[None]
         deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
-        out = await infer(manager, entry, {entry.model.inputs[0].name: row}, deadline)
+        out, served = await infer(manager, entry, {entry.model.inputs[0].name: row}, deadline, version)
         prob = out["prob"] if "prob" in out else next(iter(out.values()))
-        return json_response({"model": entry.name, "version": entry.version,
+        return json_response({"model": entry.name, "version": served,
                               "top_k": top_k_labels(prob, entry.model.labels, k)[0]})
 
     app.include_router(tfserving.router)

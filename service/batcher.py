@@ -26,11 +26,12 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+
+from .threads import DaemonThreadPool
 
 __all__ = ["DynamicBatcher", "BatcherError", "QueueFull", "DeadlineExceeded", "BatchFailed", "ShuttingDown",
            "ModelUnavailable", "RequestTooLarge", "BatchObserver"]
@@ -129,7 +130,7 @@ class DynamicBatcher:
         self._queued_rows = 0
         self._running = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._idle = asyncio.Event()
@@ -139,6 +140,7 @@ class DynamicBatcher:
         self._consecutive_failures = 0
         self._last_failure = ""
         self._running_since: dict[int, float] = {}                  # id(batch) -> start (monotonic)
+        self._running_items: dict[int, list[_Item]] = {}            # id(batch) -> its requests
 
     # ----------------------------------------------------------------------------- lifecycle
     @property
@@ -176,24 +178,41 @@ class DynamicBatcher:
         if self._executor is not None:
             raise RuntimeError("DynamicBatcher already started")
         self._loop = asyncio.get_running_loop()
-        self._executor = ThreadPoolExecutor(self._n_slots, thread_name_prefix=f"batch-{self.name}")
+        # daemon threads: a batch that never returns must not keep the process alive after stop()
+        self._executor = DaemonThreadPool(self._n_slots, name=f"batch-{self.name}")
         self._idle.set()
 
-    async def stop(self, timeout_s: float = 30.0):
-        """Refuse new work, let queued and running batches finish (up to ``timeout_s``), then close."""
+    async def stop(self, timeout_s: float = 30.0, *, deadline: float | None = None) -> int:
+        """Refuse new work and let queued and running batches finish until ``deadline`` (a
+        ``time.monotonic()`` instant; default: ``timeout_s`` from now), then close.
+
+        Returns how many batches were still running at the deadline (0: everything finished). Their
+        requests, and any still queued, are answered ``ShuttingDown``; the threads running them are
+        daemons, so a batch that never returns cannot keep the process alive. The caller reports it.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + timeout_s
         self._closed = True
         self._kick()
         if self._queue or self._running:
             self._idle.clear()
             try:
-                await asyncio.wait_for(self._idle.wait(), timeout_s)
+                await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 pass
         while self._queue:
             item = self._queue.popleft()
             self._drop(item, ShuttingDown("the server shut down before this request ran"))
+        abandoned = list(self._running_items.values())
+        for batch in abandoned:
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(ShuttingDown(
+                        f"model {self.name!r} was stopped while this request's batch was still running "
+                        "(shutdown deadline reached)"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=False)
+        return len(abandoned)
 
     # ----------------------------------------------------------------------------- submit
     async def submit(self, inputs: Arrays, deadline: float | None = None) -> dict[str, np.ndarray]:
@@ -324,6 +343,7 @@ class DynamicBatcher:
         started = time.monotonic()
         waits = [started - i.enqueued for i in batch]
         self._running_since[id(batch)] = started
+        self._running_items[id(batch)] = batch
         try:
             outputs, compute_s = await self._loop.run_in_executor(self._executor, self._run_in_thread, replica,
                                                                   batch)
@@ -346,6 +366,7 @@ class DynamicBatcher:
                 offset += item.rows
         finally:
             self._running_since.pop(id(batch), None)
+            self._running_items.pop(id(batch), None)
             self._running -= 1
             self._slots.append(replica)
             self._kick()

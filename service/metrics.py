@@ -40,6 +40,10 @@ class Metrics:
                                         registry=r)
         self.model_load_failures = Counter("tpserve_model_load_failures_total", "Model versions that failed to load",
                                            ["model"], registry=r)
+        self.abandoned_batches = Counter("tpserve_abandoned_batches_total",
+                                         "Batches still running when their model was stopped (shutdown, or the old "
+                                         "version after a reload) at TPSERVE_SHUTDOWN_TIMEOUT_S: abandoned, their "
+                                         "requests answered 503", ["model"], registry=r)
 
     def observe_request(self, model: str, route: str, code: str, seconds: float):
         """Count one answered request (label children cached: this runs on every request)."""

@@ -86,6 +86,14 @@ class ModelRepository:
         d = self.root / name
         return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()) if d.is_dir() else []
 
+    def fingerprint(self, name: str, version: int) -> tuple:
+        """What identifies a version's files: (relative path, size, mtime, inode) of each. A version that
+        failed to load is retried only once this changes (see ``ModelManager.poll_once``); a rewritten
+        or replaced file changes its mtime or inode even when its size stays the same."""
+        d = self.root / name / str(version)
+        stats = ((p, p.stat()) for p in d.rglob("*") if p.is_file())
+        return tuple(sorted((str(p.relative_to(d)), st.st_size, st.st_mtime_ns, st.st_ino) for p, st in stats))
+
     def scan(self) -> list:
         """One ``ModelConfig`` per valid model directory, or ``(name, error)`` for a broken one (errors
         name files relative to the repository: they are shown in responses)."""

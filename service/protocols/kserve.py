@@ -60,8 +60,12 @@ async def server_metadata():
         "binary_tensor_data", "classification", "model_configuration", "model_repository"]}
 
 
-@router.get("/v2/health/live", summary="Liveness")
-async def live():
+@router.get("/v2/health/live", summary="Liveness (the same answer as /healthz)",
+            responses={503: {"description": "not live: a batch has hung past TPSERVE_LIVENESS_STUCK_BATCH_S"}})
+async def live(request: Request):
+    why = request.app.state.manager.liveness()
+    if why is not None:
+        return json_response({"live": False, "reason": why}, status=503)
     return {"live": True}
 
 
@@ -441,9 +445,9 @@ async def _infer(request: Request, name: str, version: str | None):
         params = payload.get("parameters") or {}
         deadline = deadline_from(params.get("timeout_ms") if isinstance(params, dict) else None,
                                  request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
-        out = await infer(manager, entry, arrays, deadline)
+        out, served = await infer(manager, entry, arrays, deadline, version)
         outputs, chunks = _encode_outputs(entry.model, out, wanted)
-        resp = {"model_name": entry.name, "model_version": entry.version, "outputs": outputs}
+        resp = {"model_name": entry.name, "model_version": served, "outputs": outputs}
         if "id" in payload:
             resp["id"] = payload["id"]
         head = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -205,11 +205,12 @@ async def _post(request: Request, name_verb: str, version: str | None):
             arrays, row_format = _batch_from(model, payload, settings)
         deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
                                  settings.default_timeout_ms)
-        out = await infer(manager, entry, arrays, deadline)
+        k = payload.get("top_k", 5)
+        if verb == "classify" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            # checked before running the model
+            raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
+        out, _ = await infer(manager, entry, arrays, deadline, version)
         if verb == "classify":
-            k = payload.get("top_k", 5)
-            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
             prob_name = "prob" if "prob" in out else next(iter(out))
             results = top_k(out[prob_name], model.labels, k)
             return json_response({"results": [[[r["label"], r["score"]] for r in row] for row in results]})
