@@ -6,6 +6,9 @@ import importlib
 import re
 
 import pytest
+import tensorflow as tf
+
+import layers
 
 from ..service.realmodel import ROOT
 
@@ -65,7 +68,4 @@ def test_every_name_resolves_where_the_table_says(tensorpack, names, tpserve):
 
 
 def test_tfv1_is_tensorflow_compat_v1():
-    import layers
-    import tensorflow as tf
-
     assert layers.tfv1 is tf.compat.v1
