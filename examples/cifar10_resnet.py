@@ -33,6 +33,8 @@ try:
 except ImportError:         # run as a plain script: python examples/cifar10_resnet.py
     import fake_data
 
+__all__ = ["Model", "get_data", "main"]
+
 BATCH_SIZE = 64     # per tower; the paper's 128 is two towers
 
 
