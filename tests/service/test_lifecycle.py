@@ -33,21 +33,18 @@ from service.model import ModelConfig
 from service.repository import ModelRepository
 from service.settings import BatchingOptions
 
-from .fakes import FakeRepository, HeldModel, VersionedRepository, doubler, pixels, scaler
+from .fakes import (
+    PATIENCE_S,
+    FakeRepository,
+    HeldModel,
+    VersionedRepository,
+    doubler,
+    pixels,
+    scaler,
+    wait_until,
+)
 from .realmodel import REPO, ROOT
 from .server import serve
-
-PATIENCE_S = 60.0     # only a failing test waits this long
-
-
-def _until(predicate, what):
-    """Wait for a state of the server (not for time to pass); fail after PATIENCE_S."""
-    done = threading.Event()
-    for _ in range(int(PATIENCE_S / 0.01)):
-        if predicate():
-            return
-        done.wait(0.01)
-    raise AssertionError(f"never happened: {what}")
 
 
 @pytest.fixture
@@ -65,7 +62,7 @@ def server():
                 return r.status_code == 200 or all("LOADING" not in x and "scanned" not in x
                                                    for x in r.json()["reasons"])
 
-            _until(loaded, "every model loaded")
+            wait_until(loaded, "every model loaded")
             return client, app, registry
 
         yield make
@@ -197,7 +194,7 @@ def test_requests_left_on_a_retired_version_move_to_the_new_one_only_when_unpinn
         assert v1.entered.wait(PATIENCE_S)
         pinned = pool.submit(client.post, "/v2/models/scale/versions/1/infer", json=_v2([[2, 2, 2]]))
         queued = pool.submit(client.post, "/v2/models/scale/infer", json=_v2([[3, 3, 3]]))
-        _until(lambda: batcher.queued_rows == 2, "two requests queued behind the hung batch")
+        wait_until(lambda: batcher.queued_rows == 2, "two requests queued behind the hung batch")
         repo.models[2] = v2
         assert _load(client).json()["result"] == "loaded 2"
         running, pinned, queued = running.result(), pinned.result(), queued.result()
@@ -483,7 +480,7 @@ def test_healthz_and_v2_live_give_the_same_answer(server):
     with ThreadPoolExecutor(1) as pool:
         request = pool.submit(client.post, "/predict", json={"inputs": [[1, 2, 3]]})
         assert model.entered.wait(PATIENCE_S)
-        _until(lambda: client.get("/healthz").status_code == 503, "/healthz reports the hung batch")
+        wait_until(lambda: client.get("/healthz").status_code == 503, "/healthz reports the hung batch")
         live = client.get("/v2/health/live")
         assert live.status_code == 503 and live.json()["live"] is False
         assert "has had a batch running" in live.json()["reason"]
