@@ -242,6 +242,7 @@ def test_the_server_serves_the_trained_model(server, predictors, data, name):
     assert [i["name"] for i in status["inputs"]] == ["input"]          # the label only feeds the cost
     x = data[name][0][0][:5]
     expected = predictors[name](x)[0]
+    assert np.isfinite(expected).all() and np.allclose(expected.sum(axis=1), 1, atol=1e-5)   # probabilities
     r = server.post("/predict", json={"model": name, "inputs": x.tolist()})
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(np.array(r.json()["outputs"][ex.output]), expected, rtol=1e-5, atol=1e-6)
