@@ -22,7 +22,7 @@ from .http import (
     parse_json,
     read_body,
 )
-from .images import IMAGE_TYPES, decode_image
+from .images import IMAGE_TYPES, image_row, run_image_work
 from .images import top_k as top_k_labels
 from .inference import infer
 from .manager import ModelManager
@@ -199,11 +199,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             data = await multipart_file(request, body)
         else:
             data = body
-        rgb = decode_image(data, settings.max_image_pixels)
-        pre = getattr(entry.model, "preprocess_image", None)
-        if pre is None:
-            raise InvalidRequest(f"model {entry.name!r} does not take images", field="image")
-        row = pre(rgb)[None]
+        row = (await run_image_work(image_row, entry.model, data, settings))[None]
         deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
         out, served = await infer(manager, entry, {entry.model.inputs[0].name: row}, deadline, version)
         prob = out["prob"] if "prob" in out else next(iter(out.values()))

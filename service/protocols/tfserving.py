@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
 from ..http import deadline_from, instrument, json_response, multipart_file, parse_json, read_body
-from ..images import IMAGE_TYPES, decode_image, top_k
+from ..images import IMAGE_TYPES, image_row, run_image_work, top_k
 from ..inference import infer
 from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
 from ..validation import to_batch
@@ -103,25 +103,18 @@ async def model_version_metadata(request: Request, name: str, version: str):
     return await _get(request, name + ":metadata", version)
 
 
-def _decode_value(spec, value, max_pixels, model, field):
+def _decode_value(spec, value, settings, model, field):
     """One instance value: nested list, or {"b64": ...} image bytes for an image model."""
     if isinstance(value, dict) and set(value) == {"b64"}:
         try:
             raw = base64.b64decode(value["b64"], validate=True)
         except (binascii.Error, TypeError, ValueError):
             raise InvalidRequest("invalid base64 in 'b64'", field=field, expected="base64 text") from None
-        return _image_row(model, decode_image(raw, max_pixels), field)
+        return image_row(model, raw, settings, field)
     return value
 
 
-def _image_row(model, rgb, field):
-    pre = getattr(model, "preprocess_image", None)
-    if pre is None:
-        raise InvalidRequest(f"model {model.name!r} does not take images", field=field)
-    return pre(rgb)
-
-
-def _rows_to_columns(model, instances, max_pixels):
+def _rows_to_columns(model, instances, settings):
     """TF Serving row format -> {input: list of per-row values}."""
     if not isinstance(instances, list) or not instances:
         raise InvalidRequest("'instances' must be a non-empty list", field="instances", expected="list of rows")
@@ -135,11 +128,11 @@ def _rows_to_columns(model, instances, max_pixels):
                 raise InvalidRequest(f"instance {i}: inputs must be {names}, got {sorted(inst)}",
                                      field=f"instances[{i}]", expected=names, received=sorted(inst))
             for s in model.inputs:
-                cols[s.name].append(_decode_value(s, inst[s.name], max_pixels, model, f"instances[{i}].{s.name}"))
+                cols[s.name].append(_decode_value(s, inst[s.name], settings, model, f"instances[{i}].{s.name}"))
         else:
             if len(names) != 1:
                 raise InvalidRequest(f"instance {i}: this model takes {names}; send objects", field=f"instances[{i}]")
-            cols[names[0]].append(_decode_value(model.inputs[0], inst, max_pixels, model, f"instances[{i}]"))
+            cols[names[0]].append(_decode_value(model.inputs[0], inst, settings, model, f"instances[{i}]"))
     return {n: (np.stack(v) if v and isinstance(v[0], np.ndarray) else v) for n, v in cols.items()}
 
 
@@ -147,7 +140,7 @@ def _batch_from(model, payload, settings):
     if "instances" in payload and "inputs" in payload:
         raise InvalidRequest("send either 'instances' (row format) or 'inputs' (columnar), not both")
     if "instances" in payload:
-        cols = _rows_to_columns(model, payload["instances"], settings.max_image_pixels)
+        cols = _rows_to_columns(model, payload["instances"], settings)
         row_format = True
     elif "inputs" in payload:
         cols = payload["inputs"]
@@ -197,12 +190,14 @@ async def _post(request: Request, name_verb: str, version: str | None):
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in IMAGE_TYPES or ctype == "multipart/form-data":
             data = await multipart_file(request, body) if ctype == "multipart/form-data" else body
-            arrays = {model.inputs[0].name: _image_row(model, decode_image(data, settings.max_image_pixels),
-                                                       "image")[None]}
+            arrays = {model.inputs[0].name: (await run_image_work(image_row, model, data, settings))[None]}
             payload, row_format = {}, True
         else:
             payload = parse_json(body)
-            arrays, row_format = _batch_from(model, payload, settings)
+            if b'"b64"' in body:     # base64 images inside the JSON: decode them off the event loop
+                arrays, row_format = await run_image_work(_batch_from, model, payload, settings)
+            else:
+                arrays, row_format = _batch_from(model, payload, settings)
         deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
                                  settings.default_timeout_ms)
         k = payload.get("top_k", 5)
