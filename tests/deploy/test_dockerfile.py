@@ -73,10 +73,13 @@ def test_multi_stage_with_a_builder_and_same_base_runtime(df):
     builder = df.stage("builder")
     # The venv is copied at the same path into a stage on the same base: venvs are not relocatable.
     assert builder.base == df.final.base, "builder and runtime must use the same base image (same python)"
-    venv_copies = [(src, dst) for flags, src, dst in copies(df.final, from_stage=True) if flags["from"] == "builder"]
-    assert venv_copies, "the runtime stage should COPY --from=builder the virtual environment"
-    for src, dst in venv_copies:
-        assert [dst.rstrip("/")] == [s.rstrip("/") for s in src], "copy the venv to the same path it was built at"
+    from_builder = [(src, dst) for flags, src, dst in copies(df.final, from_stage=True) if flags["from"] == "builder"]
+    venv = [(src, dst) for src, dst in from_builder if dst.rstrip("/") == "/opt/venv"]
+    assert venv, "the runtime stage should COPY --from=builder the virtual environment"
+    # The dependencies' venv comes first, at the path it was built at; the project's prefix (built
+    # with --prefix, so its scripts already point at /opt/venv/bin/python) is merged into it after.
+    assert [s.rstrip("/") for s in venv[0][0]] == ["/opt/venv"], "copy the venv to the same path it was built at"
+    assert len(venv) == 2 and venv[1][0] != venv[0][0], "the project goes into the venv as a layer of its own"
 
 
 def test_dependencies_are_installed_before_the_code_is_copied(df):
@@ -84,12 +87,14 @@ def test_dependencies_are_installed_before_the_code_is_copied(df):
     builder = df.stage("builder")
     order = [(i.cmd, i) for i in builder.instructions if i.cmd in ("COPY", "RUN")]
     first_copy = next(i for c, i in order if c == "COPY")
-    assert first_copy.args.split() == ["pyproject.toml", "./"], "the first COPY should bring pyproject.toml only"
+    assert first_copy.args.split() == ["pyproject.toml", "requirements.lock", "./"], (
+        "the first COPY should bring pyproject.toml and the lock only")
     dep_install = next((i for c, i in order if c == "RUN" and "pip install -r" in i.args), None)
     assert dep_install is not None and dep_install.line > first_copy.line
     code_copies = [i for c, i in order if c == "COPY" and i is not first_copy]
     assert code_copies and all(i.line > dep_install.line for i in code_copies)
-    assert any("pip install --no-deps ." in i.args for c, i in order if c == "RUN" and i.line > dep_install.line)
+    assert any(re.search(r"pip install --no-deps .*--prefix /opt/tpserve \.(\s|$)", i.args)
+               for c, i in order if c == "RUN" and i.line > dep_install.line)
 
 
 def test_every_package_and_the_model_repository_are_copied(df):
