@@ -203,7 +203,7 @@ def test_requests_left_on_a_retired_version_move_to_the_new_one_only_when_unpinn
     assert queued.status_code == 200 and queued.json()["model_version"] == "2"
     assert queued.json()["outputs"][0]["data"] == [6, 6, 6]
     assert pinned.status_code == 404 and pinned.json()["expected"] == ["2"], pinned.text
-    assert v1.closed.wait(PATIENCE_S)
+    assert v1.closed.wait(PATIENCE_S) and v1.finished.wait(PATIENCE_S)    # close() let the hung batch end
     assert v1.batch_sizes == [1]            # only the hung batch ever ran on version 1
     assert registry.get_sample_value("tpserve_abandoned_batches_total", {"model": "scale"}) == 1
 
