@@ -165,7 +165,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                 result, served = await infer(manager, entry, arrays, deadline, version)
                 return json_response({"model": entry.name, "version": served,
                                       "outputs": {k: result[k] for k in wanted}})
-            payload = parse_json(body)
+            payload = parse_json(body, manager.json_budget(model), model)
             version = payload.get("version", version)
             entry = manager.get(payload.get("model", model), version)
             obs.model = entry.name
@@ -187,7 +187,8 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                                      expected=available, received=bad)
             deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
                                      settings.default_timeout_ms)
-            arrays = to_batch(model.inputs, payload["inputs"], settings.max_rows_per_request)
+            arrays = to_batch(model.inputs, payload["inputs"], settings.max_rows_per_request,
+                              maybe_bools=b"true" in body or b"false" in body)
             result, served = await infer(manager, entry, arrays, deadline, version)
             return json_response({"model": entry.name, "version": served,
                                   "outputs": {k: result[k] for k in wanted}})

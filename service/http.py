@@ -25,6 +25,7 @@ from .batcher import (
 )
 from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError, clip
 from .metrics import Metrics
+from .validation import JsonBudget, check_json_budget
 
 __all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from",
            "multipart_file", "add_error_handlers", "HeadAsGet"]
@@ -171,9 +172,12 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
     return b"".join(chunks)
 
 
-def parse_json(body: bytes) -> dict:
+def parse_json(body: bytes, budget: JsonBudget | None = None, model: str | None = None) -> dict:
+    """The body as a JSON object; with a ``budget``, a body that holds more lists/values than any valid
+    request to ``model`` is refused (413) from byte counts before it is parsed."""
     if not body:
         raise InvalidRequest("empty request body; expected a JSON object", expected="JSON object", received="empty")
+    check_json_budget(body, budget, model)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as e:

@@ -28,6 +28,7 @@ from .metrics import Metrics
 from .model import ModelConfig, ServedModel
 from .settings import BatchingOptions, Settings
 from .threads import in_daemon_thread
+from .validation import JsonBudget, json_budget
 
 __all__ = ["ModelManager", "ModelEntry"]
 
@@ -382,6 +383,17 @@ class ModelManager:
         if version is not None and str(version) != entry.version:
             raise self.version_not_loaded(entry, version)
         return entry
+
+    def json_budget(self, name: str | None) -> JsonBudget | None:
+        """The most JSON containers/values a valid request to ``name`` can hold; ``name=None`` (the model is
+        named inside the body): the largest over the loaded models. None = unbounded (a dimension is unknown,
+        or nothing is loaded yet): then only the body-size limit applies."""
+        rows = self.settings.max_rows_per_request
+        entries = [self.entries.get(name)] if name is not None else list(self.entries.values())
+        budgets = [json_budget(e.model.inputs, rows) for e in entries if e is not None and e.model is not None]
+        if not budgets or any(b is None for b in budgets):
+            return None
+        return JsonBudget(max(b.containers for b in budgets), max(b.values for b in budgets))
 
     @staticmethod
     def version_not_loaded(entry: ModelEntry, version) -> UnknownModel:

@@ -174,7 +174,7 @@ def json_budget(specs: list[TensorSpec], max_rows: int) -> JsonBudget | None:
     return JsonBudget(max_rows * containers + _ENVELOPE_CONTAINERS, max_rows * (values + len(specs)) + _ENVELOPE_VALUES)
 
 
-def check_json_budget(body: bytes, budget: JsonBudget | None, model: str) -> None:
+def check_json_budget(body: bytes, budget: JsonBudget | None, model: str | None) -> None:
     """413 before parsing when ``body`` holds more JSON containers or values than any valid request can.
 
     Counting bytes is C-speed (a few ms for 32 MB) while building the Python objects of
@@ -183,16 +183,17 @@ def check_json_budget(body: bytes, budget: JsonBudget | None, model: str) -> Non
     """
     if budget is None:
         return
+    target = f"model {model!r}" if model else "any model served here"
     containers = body.count(b"[") + body.count(b"{")
     if containers > budget.containers:
-        raise PayloadTooLarge(f"the body holds {containers} JSON lists/objects; a request to model {model!r} "
+        raise PayloadTooLarge(f"the body holds {containers} JSON lists/objects; a request to {target} "
                               f"can use at most {budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of its "
                               "inputs)", field="body", expected=f"<= {budget.containers} lists/objects",
                               received=containers)
     # every element of every container is followed by a comma but the last: elements <= commas + containers
     elements = body.count(b",") + containers
     if elements > budget.values + budget.containers:
-        raise PayloadTooLarge(f"the body holds about {elements} JSON values; a request to model {model!r} can use "
+        raise PayloadTooLarge(f"the body holds about {elements} JSON values; a request to {target} can use "
                               f"at most {budget.values + budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of "
                               "its inputs)", field="body", expected=f"<= {budget.values + budget.containers} values",
                               received=elements)

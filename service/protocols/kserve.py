@@ -37,7 +37,7 @@ from ..schemas import (
     V2Ready,
     error_responses,
 )
-from ..validation import check_array
+from ..validation import check_array, check_json_budget
 
 __all__ = ["router", "DATATYPES"]
 
@@ -214,7 +214,7 @@ async def repository_load(request: Request, name: str):
     return json_response({"name": name, "version": entry.version, "result": msg})
 
 
-def _parse_request(body: bytes, header_len: str | None):
+def _parse_request(body: bytes, header_len: str | None, budget=None, model: str | None = None):
     if header_len is not None:
         try:
             n = int(header_len)
@@ -227,6 +227,7 @@ def _parse_request(body: bytes, header_len: str | None):
         head, binary = body[:n], memoryview(body)[n:]
     else:
         head, binary = body, memoryview(b"")
+    check_json_budget(bytes(head), budget, model)      # before parsing: see service.validation
     try:
         payload = orjson.loads(head)
     except orjson.JSONDecodeError as e:
@@ -439,7 +440,8 @@ async def _infer(request: Request, name: str, version: str | None):
         entry = manager.get(name, version)
         obs.model = entry.name
         body = await read_body(request, settings.max_body_bytes)
-        payload, binary = _parse_request(body, request.headers.get(HEADER_LEN))
+        payload, binary = _parse_request(body, request.headers.get(HEADER_LEN), manager.json_budget(entry.name),
+                                         entry.name)
         arrays = _input_arrays(entry.model, payload, binary, settings.max_rows_per_request)
         wanted = _requested_outputs(entry.model, payload)
         params = payload.get("parameters") or {}

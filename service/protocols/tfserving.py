@@ -193,7 +193,7 @@ async def _post(request: Request, name_verb: str, version: str | None):
             arrays = {model.inputs[0].name: (await run_image_work(image_row, model, data, settings))[None]}
             payload, row_format = {}, True
         else:
-            payload = parse_json(body)
+            payload = parse_json(body, manager.json_budget(entry.name), entry.name)
             if b'"b64"' in body:     # base64 images inside the JSON: decode them off the event loop
                 arrays, row_format = await run_image_work(_batch_from, model, payload, settings)
             else:

@@ -204,7 +204,10 @@ def test_deeply_nested_json_is_a_400(server, request, depth, route):
     with Peak(server, f"nested JSON depth {depth} ({route})") as p:
         r = httpx.post(server.url + path, content=body, headers={"content-type": "application/json"}, timeout=10)
     report(request, status=r.status_code, seconds=round(p.seconds, 3), body_kb=len(body) // 1024)
-    assert r.status_code == 400, r.text
+    if depth > 10_000:   # more lists than any valid request to these models can hold: refused unparsed
+        assert r.status_code == 413 and "JSON lists/objects" in r.json()["error"], r.text
+    else:
+        assert r.status_code == 400, r.text
 
 
 def test_huge_declared_shapes_with_small_data(server, request):

@@ -49,3 +49,21 @@ def test_a_request_larger_than_the_queue_is_413_not_429(make_server):  # noqa: F
     ok = client.post("/predict", json={"inputs": np.ones((8, 3)).tolist()})
     assert ok.status_code == 200
     np.testing.assert_array_equal(ok.json()["outputs"]["y"], np.full((8, 3), 2.0))
+
+
+@pytest.mark.parametrize(("path", "head", "tail"), [
+    ("/predict", b'{"inputs": [', b"[]]}"),
+    ("/v1/models/double:predict", b'{"instances": [', b"[]]}"),
+    ("/v2/models/double/infer", b'{"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3], "data": [', b"[]]}]}"),
+])
+def test_a_32_mb_body_of_empty_lists_is_413_before_it_is_parsed(make_server, path, head, tail):  # noqa: F811
+    model = doubler()
+    client, _ = make_server([model], Settings())                 # the default 32 MiB body limit
+    body = head + b"[]," * ((Settings().max_body_bytes - 200) // 3) + tail
+    r = client.post(path, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text[:300]
+    assert "JSON lists/objects" in r.json()["error"]
+    assert ("'double'" if "double" in path else "any model served here") in r.json()["error"]
+    assert model.batch_sizes == []                               # the model never ran
+    assert client.post("/predict", json={"inputs": [[1, 2, 3]]}).json()["outputs"]["y"] == [[2, 4, 6]]
+    assert model.batch_sizes == [1]
