@@ -23,7 +23,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
+from ..errors import InvalidRequest, ModelNotReady, clip
 from ..http import deadline_from, instrument, json_response, parse_json, read_body
 from ..inference import infer
 from ..schemas import (
@@ -126,8 +126,7 @@ def _entry_at(manager, name: str, version: str | None):
     (a version that is not served is unknown here, not merely "not ready")."""
     entry = manager.find(name)
     if version is not None and entry.version is not None and version != entry.version:
-        raise UnknownModel(f"model {entry.name!r} version {clip(version, 20)!r} is not loaded; serving version "
-                           f"{entry.version}", field="version", expected=entry.version, received=clip(version, 20))
+        raise manager.version_not_loaded(entry, version)
     return entry
 
 
