@@ -9,7 +9,8 @@ import numpy as np
 from .errors import InvalidRequest, PayloadTooLarge
 from .model import TensorSpec
 
-__all__ = ["to_batch", "check_array", "shape_str", "JsonBudget", "json_budget", "check_json_budget"]
+__all__ = ["to_batch", "check_array", "shape_str", "numbers_array", "JsonBudget", "json_budget",
+           "check_json_budget"]
 
 # Room for the envelope around the tensors: the body object, "parameters", "outputs" lists, v2's per-input
 # objects and their "shape" lists, TF Serving's per-instance objects (those scale with rows: see below).
@@ -80,36 +81,40 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
     return arr.astype(dtype, copy=False)
 
 
-def _refuse_kind(spec: TensorSpec, value: Any, field: str, what: str):
-    what = _describe_bad_list(value) or what      # names the first offending element
-    raise InvalidRequest(f"input {spec.name!r} must hold numbers, got {what}", field=field,
-                         expected="numbers", received=what)
+def numbers_array(value: Any, what: str, field: str, shape_hint: str = "numbers",
+                  maybe_bools: bool = True) -> np.ndarray:
+    """A nested list of JSON numbers -> an array whose dtype NumPy inferred (float64 or int64).
 
-
-def _to_array(spec: TensorSpec, value: Any, field: str, maybe_bools: bool = True) -> np.ndarray:
-    """A nested list -> a checked array of the spec's dtype. Strings and booleans are refused in every
-    row, never coerced (NumPy would turn "1" and true into 1.0). ``maybe_bools=False`` is the caller's
-    promise that the body has no ``true``/``false`` token, which skips the per-element type walk."""
+    Strings, booleans and nulls are refused in every position, never coerced (NumPy would turn "5" and
+    true into numbers); the error names the first offender. ``maybe_bools=False`` is the caller's promise
+    that the body has no ``true``/``false`` token, which skips the per-element type walk.
+    """
     if not isinstance(value, list):
-        raise InvalidRequest(f"input {spec.name!r} must be a nested list of numbers, got {type(value).__name__}",
+        raise InvalidRequest(f"{what} must be a nested list of numbers, got {type(value).__name__}",
                              field=field, expected="nested list", received=type(value).__name__)
     try:
         with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
             arr = np.array(value)                            # dtype inferred: strings show up as kind U
             if arr.dtype.kind == "O" and not _describe_bad_list(value):
-                arr = np.array(value, dtype=np.float64)      # ints beyond int64: range-checked below
+                arr = np.array(value, dtype=np.float64)      # ints beyond int64: range-checked later
     except (ValueError, TypeError, OverflowError, RecursionError):
         arr = None
     if arr is None or arr.dtype.kind == "O":
         reason = _describe_bad_list(value) or "values that are not numbers"
-        raise InvalidRequest(f"input {spec.name!r} must be a rectangular nested list of numbers, got {reason}",
-                             field=field, expected=f"{shape_str((None, *spec.shape))} numbers",
-                             received=reason)
-    if arr.dtype.kind in "USV":
-        _refuse_kind(spec, value, field, "strings")
-    if arr.dtype.kind == "b" or (maybe_bools and arr.size and bool in set(
+        raise InvalidRequest(f"{what} must be a rectangular nested list of numbers, got {reason}",
+                             field=field, expected=shape_hint, received=reason)
+    if arr.dtype.kind in "USVb" or (maybe_bools and arr.size and bool in set(
             map(type, np.array(value, dtype=object).ravel().tolist()))):
-        _refuse_kind(spec, value, field, "booleans")
+        reason = _describe_bad_list(value) or ("strings" if arr.dtype.kind in "USV" else "booleans")
+        raise InvalidRequest(f"{what} must hold numbers, got {reason}", field=field, expected="numbers",
+                             received=reason)
+    return arr
+
+
+def _to_array(spec: TensorSpec, value: Any, field: str, maybe_bools: bool = True) -> np.ndarray:
+    """A nested list -> a checked array of the spec's dtype (see :func:`numbers_array`)."""
+    arr = numbers_array(value, f"input {spec.name!r}", field, f"{shape_str((None, *spec.shape))} numbers",
+                        maybe_bools)
     return check_array(spec, arr, field)
 
 

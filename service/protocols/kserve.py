@@ -37,7 +37,7 @@ from ..schemas import (
     V2Ready,
     error_responses,
 )
-from ..validation import check_array, check_json_budget
+from ..validation import check_array, check_json_budget, numbers_array
 
 __all__ = ["router", "DATATYPES"]
 
@@ -247,12 +247,12 @@ def _input_arrays(model, payload, binary, max_rows):
         if not isinstance(t, dict):
             raise InvalidRequest(f"{field} must be an object", field=field)
         name, shape, dt = t.get("name"), t.get("shape"), t.get("datatype")
-        if name not in specs:
+        if not isinstance(name, str) or name not in specs:
             raise InvalidRequest(f"{field}: unknown input {str(name)[:60]!r}; this model takes {sorted(specs)}",
                                  field=f"{field}.name", expected=sorted(specs), received=str(name)[:60])
         if name in arrays:
             raise InvalidRequest(f"{field}: input {name!r} given twice", field=f"{field}.name")
-        if dt not in DATATYPES:
+        if not isinstance(dt, str) or dt not in DATATYPES:
             raise InvalidRequest(f"{field}: unsupported datatype {str(dt)[:20]!r}", field=f"{field}.datatype",
                                  expected=sorted(DATATYPES), received=str(dt)[:20])
         if (not isinstance(shape, list) or not shape or len(shape) > 8
@@ -266,8 +266,12 @@ def _input_arrays(model, payload, binary, max_rows):
                 raise InvalidRequest(f"{field}: declared shape {shape} is far larger than any request can be",
                                      field=f"{field}.shape", received=shape)
         dtype = np.dtype(DATATYPES[dt])
-        params = t.get("parameters") or {}
-        size = params.get("binary_data_size") if isinstance(params, dict) else None
+        params = t.get("parameters")
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"{field}: 'parameters' must be an object", field=f"{field}.parameters",
+                                 received=type(params).__name__)
+        size = params.get("binary_data_size")
         if size is not None:
             if isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise InvalidRequest(f"{field}: binary_data_size must be a non-negative integer",
@@ -292,11 +296,13 @@ def _input_arrays(model, payload, binary, max_rows):
                 # as Triton: JSON true/false only (NumPy would turn 2.5, 1 or "x" into True)
                 raise InvalidRequest(f"{field}: BOOL 'data' must hold JSON true or false values",
                                      field=f"{field}.data", expected="true or false")
-            try:
-                with np.errstate(over="ignore", invalid="ignore"):   # overflow -> Inf, refused by check_array
-                    arr = np.asarray(data, dtype=np.float64 if dtype.kind in "iu" else dtype)
-            except (ValueError, TypeError, OverflowError, RecursionError):
-                raise InvalidRequest(f"{field}: 'data' must hold {dt} numbers", field=f"{field}.data") from None
+            if dt == "BOOL":
+                arr = np.asarray(data, dtype=bool)
+            else:
+                arr = numbers_array(data, f"{field}: 'data'", f"{field}.data", f"{dt} numbers")
+                if dtype.kind == "f":
+                    with np.errstate(over="ignore"):     # overflow -> Inf, refused by check_array
+                        arr = arr.astype(dtype)
             if dtype.kind in "iu":
                 # integers arrive as JSON numbers: refuse fractions and out-of-range values instead of
                 # silently truncating or wrapping them
@@ -441,6 +447,8 @@ async def _infer(request: Request, name: str, version: str | None):
         body = await read_body(request, settings.max_body_bytes)
         payload, binary = _parse_request(body, request.headers.get(HEADER_LEN), manager.json_budget(entry.name),
                                          entry.name)
+        if not isinstance(payload.get("id", ""), str):
+            raise InvalidRequest("'id' must be a string", field="id", received=type(payload["id"]).__name__)
         arrays = _input_arrays(entry.model, payload, binary, settings.max_rows_per_request)
         wanted = _requested_outputs(entry.model, payload)
         params = payload.get("parameters") or {}

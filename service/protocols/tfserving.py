@@ -136,7 +136,14 @@ def _rows_to_columns(model, instances, settings):
     return {n: (np.stack(v) if v and isinstance(v[0], np.ndarray) else v) for n, v in cols.items()}
 
 
+_SIGNATURES = ("", "serving_default")     # every served model has this one signature, as TF Serving names it
+
+
 def _batch_from(model, payload, settings):
+    sig = payload.get("signature_name", "")
+    if not isinstance(sig, str) or sig not in _SIGNATURES:
+        raise InvalidRequest(f"unknown signature_name {clip(str(sig))!r}; this model serves 'serving_default'",
+                             field="signature_name", expected=list(_SIGNATURES), received=clip(str(sig)))
     if "instances" in payload and "inputs" in payload:
         raise InvalidRequest("send either 'instances' (row format) or 'inputs' (columnar), not both")
     if "instances" in payload:
