@@ -16,6 +16,7 @@ from .http import (
     HeadAsGet,
     add_error_handlers,
     deadline_from,
+    finite_outputs,
     instrument,
     json_response,
     multipart_file,
@@ -164,7 +165,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                                          expected=available, received=bad)
                 result, served = await infer(manager, entry, arrays, deadline, version)
                 return json_response({"model": entry.name, "version": served,
-                                      "outputs": {k: result[k] for k in wanted}})
+                                      "outputs": finite_outputs({k: result[k] for k in wanted}, _BINARY_HINT)})
             payload = parse_json(body, manager.json_budget(model), model)
             version = payload.get("version", version)
             entry = manager.get(payload.get("model", model), version)
@@ -191,7 +192,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                               maybe_bools=b"true" in body or b"false" in body)
             result, served = await infer(manager, entry, arrays, deadline, version)
             return json_response({"model": entry.name, "version": served,
-                                  "outputs": {k: result[k] for k in wanted}})
+                                  "outputs": finite_outputs({k: result[k] for k in wanted}, _BINARY_HINT)})
 
     async def classify_upload(request: Request, entry, body: bytes, ctype: str, k: int, version: str | None):
         if k < 1:
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
         deadline = deadline_from(None, request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
         out, served = await infer(manager, entry, {entry.model.inputs[0].name: row}, deadline, version)
         prob = out["prob"] if "prob" in out else next(iter(out.values()))
+        finite_outputs({"prob": prob})
         return json_response({"model": entry.name, "version": served,
                               "top_k": top_k_labels(prob, entry.model.labels, k)[0]})
 
@@ -216,6 +218,9 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
                            open_prefixes=(ASSETS_PATH + "/",) if docs else ())
     app.add_middleware(HeadAsGet)
     return app
+
+
+_BINARY_HINT = "; the v2 binary extension (binary_data_output) carries it"
 
 
 def _int_param(query, name: str, default: int) -> int:

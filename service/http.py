@@ -7,6 +7,7 @@ import math
 import time
 from contextlib import contextmanager
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,10 +28,27 @@ from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceErro
 from .metrics import Metrics
 from .validation import JsonBudget, check_json_budget
 
-__all__ = ["read_body", "parse_json", "json_response", "error_response", "instrument", "deadline_from",
+__all__ = ["read_body", "parse_json", "json_response", "finite_outputs", "NonFiniteOutput", "error_response", "instrument", "deadline_from",
            "multipart_file", "add_error_handlers", "HeadAsGet"]
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
+
+
+class NonFiniteOutput(ServiceError):
+    """The model computed NaN or Inf, which JSON cannot carry (orjson would write null with a 200)."""
+
+    status = 500
+
+
+def finite_outputs(outputs: dict, hint: str = "") -> dict:
+    """``outputs`` unchanged when every float is finite; else a 500 that names the output (JSON has no
+    NaN/Inf, and a silent ``null`` would read as a valid answer)."""
+    for name, arr in outputs.items():
+        a = np.asarray(arr)
+        if a.dtype.kind in "fc" and not np.isfinite(a).all():
+            raise NonFiniteOutput(f"the model's output {name!r} holds NaN or Inf, which JSON cannot carry{hint}",
+                                  field=name, expected="finite numbers", received="NaN/Inf")
+    return outputs
 
 
 def json_response(content, status: int = 200, headers: dict | None = None) -> Response:

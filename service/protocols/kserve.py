@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import InvalidRequest, ModelNotReady, clip
-from ..http import deadline_from, instrument, json_response, parse_json, read_body
+from ..http import deadline_from, finite_outputs, instrument, json_response, parse_json, read_body
 from ..inference import infer
 from ..schemas import (
     V2_INDEX_REQUEST_BODY,
@@ -419,6 +419,8 @@ def _encode_outputs(model, out: dict[str, np.ndarray], wanted) -> tuple[list[dic
             desc = {"name": n, "datatype": v2_datatype(a.dtype), "shape": list(a.shape)}
             raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() if as_binary else None
             data = a.reshape(-1)
+            if not as_binary:     # binary output carries NaN/Inf as IEEE bytes; JSON cannot
+                finite_outputs({n: a}, "; ask for it as binary data (parameters.binary_data: true)")
         if as_binary:
             desc["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)

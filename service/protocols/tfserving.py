@@ -17,7 +17,15 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
-from ..http import deadline_from, instrument, json_response, multipart_file, parse_json, read_body
+from ..http import (
+    deadline_from,
+    finite_outputs,
+    instrument,
+    json_response,
+    multipart_file,
+    parse_json,
+    read_body,
+)
 from ..images import IMAGE_TYPES, image_row, run_image_work, top_k
 from ..inference import infer
 from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
@@ -212,6 +220,7 @@ async def _post(request: Request, name_verb: str, version: str | None):
             # checked before running the model
             raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
         out, _ = await infer(manager, entry, arrays, deadline, version)
+        finite_outputs(out, "; the v2 binary extension (binary_data_output) carries it")
         if verb == "classify":
             prob_name = "prob" if "prob" in out else next(iter(out))
             results = top_k(out[prob_name], model.labels, k)
