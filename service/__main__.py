@@ -149,13 +149,14 @@ def main(argv=None) -> int:
         return 2
 
     from .app import create_app
+    from .httpserver import uvicorn_limits
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     # The drain above waits for queued and running batches; uvicorn then only has responses left to
     # write, so its own graceful window is short and shutdown stays within grace + timeout + 3 s.
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                            access_log=False, timeout_graceful_shutdown=3)
+                            access_log=False, timeout_graceful_shutdown=3, **uvicorn_limits(settings))
     server = DrainingServer(config, app)
     server.run()
     return 0

@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     batching: BatchingOptions = Field(default_factory=BatchingOptions)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="request bodies above this get 413")
     max_rows_per_request: int = Field(4096, ge=1, description="rows in one request; above it: 400")
+    header_timeout_s: float = Field(10.0, gt=0, description=(
+        "from a connection's start (or a keep-alive request's first byte) to the end of its headers; a silent "
+        "connection is then closed, a half-sent request gets 408"))
+    max_header_count: int = Field(100, ge=1, description="request headers allowed; above: 431 and the connection closes")
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description=(
+        "request line + headers, in bytes; above: 431 and the connection closes"))
+    keep_alive_timeout_s: float = Field(5.0, gt=0, description="an idle keep-alive connection is closed after this long")
+    max_connections: int = Field(2048, ge=1, description=(
+        "open connections (or requests in progress) allowed; beyond: 503 and the connection closes"))
     body_timeout_s: float = Field(30.0, gt=0, description=(
         "a request body must fully arrive within this many seconds of the handler starting to read it; "
         "above it: 408 and the connection is closed (slow or stalled uploads cannot hold a request open)"))
