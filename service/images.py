@@ -3,8 +3,8 @@
 The cost of an image is bounded before it is paid: the header's width and height are each checked
 against ``max_side`` and their product against ``max_pixels`` before any pixel is decoded, so a
 3 KB PNG declaring 4,000,000 x 1 pixels costs a header read. Decoding then allocates width x height x 3
-bytes (<= 120 MB at the 40 MP default); an image far larger than the model needs is box-reduced by an
-integer factor right after decoding (JPEG: by the decoder itself, at 1/2, 1/4 or 1/8 scale), so the
+bytes (<= 120 MB at the 40 MP default); an image above 1 MP and far larger than the model needs is
+box-reduced by an integer factor right after decoding (JPEG: by the decoder itself, at 1/2, 1/4 or 1/8 scale), so the
 zoo's NumPy preprocessing never runs on more than about twice the pixels it keeps.
 Decoding and preprocessing run on a small thread pool (Pillow and NumPy release the GIL there), never
 on the event loop that answers health checks and other clients.
@@ -22,7 +22,7 @@ from PIL import Image
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 
 __all__ = ["decode_image", "UnsupportedMediaType", "IMAGE_TYPES", "top_k", "image_row", "run_image_work",
-           "needed_size"]
+           "needed_size", "REDUCE_ABOVE_PIXELS"]
 
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
 
@@ -39,9 +39,15 @@ def _too_large(msg: str, received=None) -> PayloadTooLarge:
     return PayloadTooLarge(msg, field="image", expected="a smaller image", received=received)
 
 
-def _reduce_factor(w: int, h: int, need: tuple[int, int] | None) -> int:
-    """The largest integer box factor that keeps both sides >= twice what the model keeps."""
-    if need is None:
+# Below this many pixels the model's own preprocessing is cheap (tens of MB at most): such images are
+# passed on untouched, so typical uploads give exactly what the zoo's preprocess_image gives.
+REDUCE_ABOVE_PIXELS = 1_000_000
+
+
+def _reduce_factor(w: int, h: int, need: tuple[int, int] | None, any_size: bool = False) -> int:
+    """For an image above REDUCE_ABOVE_PIXELS (or of ``any_size``): the largest integer box factor that
+    keeps both sides >= twice what the model keeps; else 1."""
+    if need is None or (w * h <= REDUCE_ABOVE_PIXELS and not any_size):
         return 1
     return max(1, min(w // (2 * max(1, need[1])), h // (2 * max(1, need[0]))))
 
@@ -51,8 +57,8 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 10_000,
     """PNG/JPEG bytes -> HxWx3 uint8 RGB.
 
     ``max_side`` bounds width and height each and ``max_pixels`` their product, both read from the
-    header before decoding. ``need = (height, width)``: the smallest image the consumer keeps; a much
-    larger image comes back box-reduced by an integer factor (never below twice ``need``).
+    header before decoding. ``need = (height, width)``: the smallest image the consumer keeps; an image
+    above 1 MP and much larger comes back box-reduced by an integer factor (never below twice ``need``).
     """
     if not data:
         raise InvalidRequest("the image is empty", field="image", expected="PNG or JPEG bytes", received="0 bytes")
@@ -82,7 +88,7 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 10_000,
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             if factor > 1 and fmt == "JPEG":
                 im.draft("RGB", (w // factor, h // factor))      # the decoder skips detail it would drop
-                factor = _reduce_factor(*im.size, need)
+                factor = _reduce_factor(*im.size, need, any_size=True)     # what the decoder left to do
             im = im.convert("RGB")
             if factor > 1:
                 im = im.reduce(factor)
@@ -96,9 +102,9 @@ def decode_image(data: bytes, max_pixels: int, max_side: int = 10_000,
 
 
 def needed_size(model) -> tuple[int, int] | None:
-    """(height, width) of the model's image input, when it has one with known dimensions."""
+    """(height, width) of the model's image input (HxW gray or HxWxC), when its dimensions are known."""
     shape = tuple(model.inputs[0].shape) if model.inputs else ()
-    if len(shape) == 3 and all(isinstance(d, int) and d > 0 for d in shape[:2]):
+    if len(shape) in (2, 3) and all(isinstance(d, int) and d > 0 for d in shape[:2]):
         return shape[0], shape[1]
     return None
 

@@ -385,12 +385,14 @@ class ModelManager:
         return entry
 
     def json_budget(self, name: str | None) -> JsonBudget | None:
-        """The most JSON containers/values a valid request to ``name`` can hold; ``name=None`` (the model is
+        """The most JSON containers/values a request to ``name`` that could succeed can hold (rows: the smaller of
+        ``max_rows_per_request`` and the model's queue size); ``name=None`` (the model is
         named inside the body): the largest over the loaded models. None = unbounded (a dimension is unknown,
         or nothing is loaded yet): then only the body-size limit applies."""
-        rows = self.settings.max_rows_per_request
         entries = [self.entries.get(name)] if name is not None else list(self.entries.values())
-        budgets = [json_budget(e.model.inputs, rows) for e in entries if e is not None and e.model is not None]
+        # rows: what one request may carry and the model's queue can hold (more is a 413 either way)
+        budgets = [json_budget(e.model.inputs, min(self.settings.max_rows_per_request, e.batching.max_queue_size))
+                   for e in entries if e is not None and e.model is not None]
         if not budgets or any(b is None for b in budgets):
             return None
         return JsonBudget(max(b.containers for b in budgets), max(b.values for b in budgets))

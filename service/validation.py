@@ -192,13 +192,13 @@ def check_json_budget(body: bytes, budget: JsonBudget | None, model: str | None)
     containers = body.count(b"[") + body.count(b"{")
     if containers > budget.containers:
         raise PayloadTooLarge(f"the body holds {containers} JSON lists/objects; a request to {target} "
-                              f"can use at most {budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of its "
-                              "inputs)", field="body", expected=f"<= {budget.containers} lists/objects",
-                              received=containers)
+                              f"can use at most {budget.containers} (its inputs at TPSERVE_MAX_ROWS_PER_REQUEST "
+                              "rows, or its queue size if smaller)", field="body",
+                              expected=f"<= {budget.containers} lists/objects", received=containers)
     # every element of every container is followed by a comma but the last: elements <= commas + containers
     elements = body.count(b",") + containers
     if elements > budget.values + budget.containers:
         raise PayloadTooLarge(f"the body holds about {elements} JSON values; a request to {target} can use "
-                              f"at most {budget.values + budget.containers} (TPSERVE_MAX_ROWS_PER_REQUEST rows of "
-                              "its inputs)", field="body", expected=f"<= {budget.values + budget.containers} values",
-                              received=elements)
+                              f"at most {budget.values + budget.containers} (its inputs at "
+                              "TPSERVE_MAX_ROWS_PER_REQUEST rows, or its queue size if smaller)", field="body",
+                              expected=f"<= {budget.values + budget.containers} values", received=elements)

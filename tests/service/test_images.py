@@ -42,17 +42,18 @@ def test_the_pixel_limit_still_applies_to_the_product():
 
 
 def test_a_large_png_is_box_reduced_to_at_least_twice_what_the_model_keeps(rng):
-    pixels = rng.integers(0, 256, (280, 420, 3), dtype=np.uint8)
-    got = decode_image(_encode(Image.fromarray(pixels), "PNG"), 10**7, need=(28, 28))
-    # factor = min(420 // 56, 280 // 56) = 5: a 5x5 box mean (independent NumPy reference)
-    want = pixels.reshape(56, 5, 84, 5, 3).astype(np.float64).mean(axis=(1, 3))
-    assert got.shape == (56, 84, 3)
+    pixels = rng.integers(0, 256, (1000, 1200, 3), dtype=np.uint8)       # 1.2 MP
+    got = decode_image(_encode(Image.fromarray(pixels), "PNG", compress_level=1), 10**7, need=(100, 100))
+    # factor = min(1200 // 200, 1000 // 200) = 5: a 5x5 box mean (independent NumPy reference)
+    want = pixels.reshape(200, 5, 240, 5, 3).astype(np.float64).mean(axis=(1, 3))
+    assert got.shape == (200, 240, 3)
     assert np.abs(got.astype(np.float64) - want).max() <= 1.0      # Pillow rounds in fixed point
 
 
-def test_an_image_not_much_larger_than_needed_is_left_alone(rng):
-    pixels = rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)
-    got = decode_image(_encode(Image.fromarray(pixels), "PNG"), 10**7, need=(28, 28))
+@pytest.mark.parametrize("shape", [(50, 60, 3), (900, 1000, 3)])    # not much larger; large but under 1 MP
+def test_an_image_not_much_larger_than_needed_or_under_1_mp_is_left_alone(rng, shape):
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    got = decode_image(_encode(Image.fromarray(pixels), "PNG", compress_level=1), 10**7, need=(28, 28))
     np.testing.assert_array_equal(got, pixels)
 
 
@@ -73,6 +74,7 @@ class _Model:
 
 
 @pytest.mark.parametrize(("shape", "need"), [((28, 28, 1), (28, 28)), ((224, 224, 3), (224, 224)),
+                                               ((28, 28), (28, 28)),      # the bundled digits model: HxW gray
                                                ((None, None, 3), None), ((3,), None)])
 def test_needed_size_comes_from_the_input_spec(shape, need):
     assert needed_size(_Model(shape)) == need

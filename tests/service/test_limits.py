@@ -67,3 +67,14 @@ def test_a_32_mb_body_of_empty_lists_is_413_before_it_is_parsed(make_server, pat
     assert model.batch_sizes == []                               # the model never ran
     assert client.post("/predict", json={"inputs": [[1, 2, 3]]}).json()["outputs"]["y"] == [[2, 4, 6]]
     assert model.batch_sizes == [1]
+
+
+def test_rows_the_queue_could_never_hold_are_refused_before_the_body_is_parsed(make_server):  # noqa: F811
+    model = doubler()
+    settings = Settings(max_body_bytes=64 * 1024, batching={"max_batch_size": 4, "max_queue_size": 8})
+    client, _ = make_server([model], settings)
+    # budget: 8 rows (the queue, smaller than max_rows_per_request) x 2 containers + 64 = 80 lists/objects
+    r = client.post("/predict", json={"inputs": np.ones((100, 3)).tolist()})
+    assert r.status_code == 413 and "102 JSON lists/objects" in r.json()["error"]
+    assert "at most 80" in r.json()["error"] and "queue size" in r.json()["error"]
+    assert model.batch_sizes == []
