@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from .http_servers import flood, rss_mb
 from .serve import ROOT, Server, example_body
 
 MB = 2**20
@@ -50,27 +51,6 @@ def _png(w: int, h: int, noise: bool = False) -> bytes:
     buf = io.BytesIO()
     im.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def _raw(port: int, head: bytes, chunk: bytes, total: int) -> str:
-    """Send a request head then ``chunk`` until ``total`` bytes or the server closes; the status line."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=60)
-    sent = 0
-    try:
-        s.sendall(head)
-        while sent < total:
-            s.sendall(chunk)
-            sent += len(chunk)
-    except OSError:
-        pass
-    answer = b""
-    try:
-        while part := s.recv(65536):
-            answer += part
-    except OSError:
-        pass
-    s.close()
-    return answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed"
 
 
 def hostile_requests(url: str, port: int) -> list[tuple[str, callable]]:
@@ -92,10 +72,10 @@ def hostile_requests(url: str, port: int) -> list[tuple[str, callable]]:
     reqs = [(k, post(p, b)) for k, (p, b) in bodies.items()]
     reqs += [("png_4000000x1", post("/predict", png_tall, "image/png")),
              ("png_6000x6000", post("/predict", png_big, "image/png")),
-             ("header_flood_32mb", lambda: _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
-                                                b"X-A: b\r\n" * 8192, 32 * MB)),
-             ("header_64mb", lambda: _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ",
-                                          b"a" * 65536, 64 * MB))]
+             ("header_flood_32mb", lambda: flood(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+                                                 b"X-A: b\r\n" * 8192, 32 * MB)["answer"]),
+             ("header_64mb", lambda: flood(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ",
+                                           b"a" * 65536, 64 * MB)["answer"])]
     return reqs
 
 
@@ -159,8 +139,7 @@ def main(argv=None):
                         r = c.post("/predict", content=body, headers={"content-type": "application/json"})
                         predict.append((time.perf_counter() - t0) * 1000)
                         predict_status[r.status_code] += 1
-                        with open(f"/proc/{srv.proc.pid}/status") as f:
-                            rss.append(next(int(x.split()[1]) / 1024 for x in f if x.startswith("VmRSS:")))
+                        rss.append(rss_mb(srv.proc.pid))
                     n += 1
                     time.sleep(0.02)
 

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -35,67 +34,40 @@ from pathlib import Path
 
 import httpx
 
-from .serve import ROOT, example_body, free_port, run_wrk
+from .serve import ROOT, Server, example_body, free_port, run_wrk
 
 HEADER_TIMEOUT_S = 10       # both servers: tpserve's default TPSERVE_HEADER_TIMEOUT_S, Granian set to match
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
-class Server:
-    def __init__(self, kind: str, repo: Path):
-        self.kind, self.port = kind, free_port()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TPSERVE_MODEL_REPOSITORY=str(repo),
-                   TPSERVE_LOG_LEVEL="warning")
-        if kind == "uvicorn":
-            cmd = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)]
-        else:
-            granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or shutil.which("granian")
-            if granian is None:
-                raise SystemExit("granian is not installed: pip install 'granian>=2,<3'")
-            cmd = [granian, "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", "1", "--log-level", "warning", "--no-ws",
-                   "--http1-header-read-timeout", str(HEADER_TIMEOUT_S * 1000), "service.app:create_app"]
-        self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def pids(self) -> list[int]:
-        """The server's processes (Granian runs its worker as a child)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
-        return [self.proc.pid, *map(int, out)]
-
-    def rss_mb(self) -> float:
-        return sum(_rss_mb(p) for p in self.pids())
-
-    def wait(self, body: bytes, timeout_s=300):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout_s:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited: {Path(self.log.name).read_text()[-2000:]}")
-            try:
-                if httpx.post(self.url + "/predict", content=body, headers={"content-type": "application/json"},
-                              timeout=30).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError(f"{self.kind} not ready after {timeout_s} s")
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
-        os.unlink(self.log.name)
+def start_server(kind: str, repo: Path) -> Server:
+    """``python -m service`` (uvicorn with tpserve's limits) or Granian serving ``create_app``."""
+    if kind == "uvicorn":
+        return Server("service", repo, "digits", env={"TPSERVE_LOG_LEVEL": "warning"})
+    granian = shutil.which("granian", path=str(Path(sys.executable).parent)) or shutil.which("granian")
+    if granian is None:
+        raise SystemExit("granian is not installed: pip install 'granian>=2,<3'")
+    port = free_port()
+    cmd = [granian, "--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--log-level", "warning", "--no-ws",
+           "--http1-header-read-timeout", str(HEADER_TIMEOUT_S * 1000), "service.app:create_app"]
+    return Server("granian", repo, "digits", cmd=cmd, port=port,
+                  env={"TPSERVE_MODEL_REPOSITORY": str(repo), "TPSERVE_LOG_LEVEL": "warning"})
 
 
-def _flood(port: int, head: bytes, chunk: bytes, total: int) -> dict:
+def server_rss_mb(srv: Server) -> float:
+    """RSS of the server's processes (Granian runs its worker as a child)."""
+    children = subprocess.run(["pgrep", "-P", str(srv.proc.pid)], capture_output=True, text=True).stdout.split()
+    return sum(rss_mb(p) for p in [srv.proc.pid, *map(int, children)])
+
+
+def flood(port: int, head: bytes, chunk: bytes, total: int) -> dict:
+    """Send a request head, then ``chunk`` until ``total`` bytes or the server closes the connection:
+    how much was sent and the answer's status (or "closed" without one)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     sent = 0
     try:
@@ -107,28 +79,28 @@ def _flood(port: int, head: bytes, chunk: bytes, total: int) -> dict:
         pass
     answer = b""
     try:
-        s.settimeout(10)
+        s.settimeout(30)
         while chunk_in := s.recv(65536):
             answer += chunk_in
     except OSError:
         pass
     s.close()
-    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed, no answer"
+    status = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed"
     return {"sent_mb": round(sent / 2**20, 2), "answer": status}
 
 
-def limits(srv: Server) -> dict:
+def limits(srv: Server, label: str) -> dict:
     out = {}
     for name, head, chunk, total in [
         ("header_flood_32mb", b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-A: b\r\n" * 8192, 32 * 2**20),
         ("one_64mb_header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ", b"a" * 65536, 64 * 2**20),
     ]:
-        rss0 = srv.rss_mb()
-        r = _flood(srv.port, head, chunk, total)
-        r["rss_growth_mb"] = round(srv.rss_mb() - rss0, 1)
+        rss0 = server_rss_mb(srv)
+        r = flood(srv.port, head, chunk, total)
+        r["rss_growth_mb"] = round(server_rss_mb(srv) - rss0, 1)
         r["healthz_after"] = httpx.get(srv.url + "/healthz", timeout=30).status_code
         out[name] = r
-        print(f"  {srv.kind:8s} {name:18s} {r}", flush=True)
+        print(f"  {label:8s} {name:18s} {r}", flush=True)
     idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(1000)]
     lat = []
     for _ in range(20):
@@ -148,7 +120,7 @@ def limits(srv: Server) -> dict:
         s.close()
     out["idle_1000"] = {"closed_by_server_after_timeout_plus_5s": closed,
                         "healthz_ms_median": round(statistics.median(lat), 2), "healthz_ms_max": round(max(lat), 2)}
-    print(f"  {srv.kind:8s} idle_1000          {out['idle_1000']}", flush=True)
+    print(f"  {label:8s} idle_1000          {out['idle_1000']}", flush=True)
     return out
 
 
@@ -172,7 +144,7 @@ def main(argv=None):
            "cpus": os.cpu_count(), "loadavg_start": os.getloadavg(), "duration_s": args.duration, "servers": {}}
     try:
         for kind in args.servers.split(","):
-            srv = Server(kind, repo)
+            srv = start_server(kind, repo)
             try:
                 srv.wait(body)
                 run_wrk(srv.url, body_file, max(conc), 3)          # warm-up
@@ -183,7 +155,7 @@ def main(argv=None):
                                    "p99_ms": r["p99_us"] / 1000, "errors": r["socket_errors"] + r["non2xx"]})
                     print(f"  {kind:8s} c={c:<3d} {points[-1]['rps']:8.1f} req/s  p50 {points[-1]['p50_ms']:6.2f} ms"
                           f"  p99 {points[-1]['p99_ms']:7.2f} ms  errors {points[-1]['errors']}", flush=True)
-                res["servers"][kind] = {"throughput": points, "limits": limits(srv)}
+                res["servers"][kind] = {"throughput": points, "limits": limits(srv, kind)}
             finally:
                 srv.stop()
     finally:

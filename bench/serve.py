@@ -75,13 +75,17 @@ def example_body(zoo_model, rows: int = 1) -> bytes:
 
 
 class Server:
-    def __init__(self, kind: str, repo: Path, model: str):
-        self.kind, self.port = kind, free_port()
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
-        if kind == "service":
+    """A server subprocess on 127.0.0.1: ``python -m service``, a bench/baselines.py server, or, with
+    ``cmd`` (and the ``port`` it listens on), any other command."""
+
+    def __init__(self, kind: str, repo: Path, model: str, cmd: list[str] | None = None, port: int | None = None,
+                 env: dict | None = None):
+        self.kind, self.port = kind, port or free_port()
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+        if cmd is None and kind == "service":
             cmd = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port),
                    "--model-repository", str(repo), "--log-level", "warning"]
-        else:
+        elif cmd is None:
             cmd = [sys.executable, "-m", "bench.baselines", kind, "--model-repository", str(repo), "--model", model,
                    "--port", str(self.port)]
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)

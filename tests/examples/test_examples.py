@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -29,6 +28,7 @@ from examples import fake_data
 from layers.dataflow import dataset
 
 from ..service.realmodel import ROOT
+from ..service.server import wait_models_settled
 from ..service.test_drain import _free_port
 
 EPOCHS = 3
@@ -220,17 +220,7 @@ def server(server_process):
     """An HTTP client of the server, once every model has loaded (or failed to)."""
     proc, port, log_path = server_process
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                models = client.get("/models").json()
-                if len(models) == len(EXAMPLES) and all(m["state"] != "LOADING" for m in models):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the models never finished loading:\n" + log_path.read_text()
-            time.sleep(0.1)
+        wait_models_settled(client, proc, log_path, count=len(EXAMPLES))
         yield client
 
 

@@ -6,6 +6,7 @@ import contextlib
 import threading
 import time
 
+import httpx
 import uvicorn
 
 
@@ -48,3 +49,22 @@ def serve(app, **config):
         yield srv
     finally:
         srv.stop()
+
+
+def wait_models_settled(client, proc, log_path, count: int | None = None, timeout_s: float = 120.0):
+    """Poll a ``python -m service`` subprocess's ``/models`` until every model (``count`` of them, when
+    given) has finished loading or failed; fail with the server's log if it dies or ``timeout_s`` passes."""
+    from .fakes import wait_until
+
+    def settled():
+        assert proc.poll() is None, log_path.read_text()
+        try:
+            models = client.get("/models").json()
+        except httpx.HTTPError:
+            return False
+        return bool(models) and count in (None, len(models)) and all(m["state"] != "LOADING" for m in models)
+
+    try:
+        wait_until(settled, "the models to finish loading", timeout_s)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{log_path.read_text()}") from None

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import httpx
 import numpy as np
@@ -21,6 +20,7 @@ from PIL import Image
 import layers
 
 from .realmodel import ROOT
+from .server import wait_models_settled
 from .test_drain import _free_port
 from .user_models import mnist_desc
 
@@ -126,17 +126,7 @@ def server(repo, tmp_path_factory):
                                  str(repo)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
-        t0 = time.monotonic()
-        while True:    # wait until every model has finished loading (or failed to)
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                models = client.get("/models").json()
-                if models and all(m["state"] != "LOADING" for m in models):
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() - t0 < 120, "the models never finished loading:\n" + log_path.read_text()
-            time.sleep(0.1)
+        wait_models_settled(client, proc, log_path)
         yield client
     finally:
         client.close()
