@@ -47,16 +47,24 @@ _ERRORS = {code: {"model": ErrorBody, "description": desc} for code, desc in (
 
 
 def create_app(settings: Settings | None = None, *, registry: CollectorRegistry | None = None,
-               repository=None) -> FastAPI:
-    """Build the app. ``repository`` defaults to :class:`service.repository.ModelRepository` over
-    ``settings.model_repository`` (tests may pass another object with ``scan()`` and ``load()``)."""
-    settings = settings or Settings()
-    metrics = Metrics(registry)
-    if repository is None:
-        from .repository import ModelRepository  # the one module that imports TensorFlow
+               repository=None, manager=None, metrics: Metrics | None = None) -> FastAPI:
+    """Build the app.
 
-        repository = ModelRepository(settings)
-    manager = ModelManager(settings, metrics, repository)
+    Embedded (the default): the app owns a :class:`ModelManager` over ``repository`` (default
+    :class:`service.repository.ModelRepository` over ``settings.model_repository``; tests may pass
+    another object with ``scan()`` and ``load()``). A front-end process of the multi-process server
+    passes ``manager`` (the engine's mirror, same interface: ``start``/``stop``/``get``/``find``/...)
+    and its ``metrics`` instead; ``registry`` then is what ``/metrics`` collects."""
+    settings = settings or Settings()
+    if manager is None:
+        metrics = Metrics(registry)
+        if repository is None:
+            from .repository import ModelRepository  # the one module that imports TensorFlow
+
+            repository = ModelRepository(settings)
+        manager = ModelManager(settings, metrics, repository)
+    elif metrics is None:
+        raise TypeError("create_app(manager=...) needs the metrics that manager reports to")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
