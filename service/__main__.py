@@ -1,6 +1,10 @@
-"""``python -m service`` / ``tpserve``: serve the model repository with uvicorn.
+"""``python -m service`` / ``tpserve``: serve the model repository.
 
-SIGTERM drains gracefully (what Kubernetes sends before killing a pod):
+By default an engine process (TensorFlow, batchers) and ``TPSERVE_WORKERS`` HTTP front-end processes
+(:mod:`service.supervisor`); ``TPSERVE_WORKERS=0`` serves everything from this one process with
+uvicorn (embedded mode, the same app and code paths; what tests and notebooks use in-process).
+
+SIGTERM drains gracefully (what Kubernetes sends before killing a pod), in both modes:
 
 1. readiness (``/readyz``, ``/v2/health/ready``) answers 503 at once, so load balancers stop routing;
 2. for ``drain_grace_s`` new inference requests are still accepted (routing updates take time);
@@ -19,12 +23,11 @@ import logging
 import os
 import signal
 import sys
-import time
 from typing import Literal, get_args, get_origin
 
 import uvicorn
 
-__all__ = ["main", "build_parser", "settings_from_argv", "flag_name", "DrainingServer"]
+__all__ = ["main", "build_parser", "settings_from_argv", "flag_name", "DrainingServer", "serve_embedded"]
 
 logger = logging.getLogger("tpserve")
 
@@ -48,22 +51,7 @@ class DrainingServer(uvicorn.Server):
         loop.call_soon_threadsafe(lambda: loop.create_task(self._drain()))
 
     async def _drain(self):
-        state = self._app.state
-        settings, manager = state.settings, state.manager
-        t0 = time.monotonic()
-        manager.draining = True
-        logger.info("SIGTERM: readiness is now 503; accepting requests for %.1f s more", settings.drain_grace_s)
-        await asyncio.sleep(settings.drain_grace_s)
-        manager.accepting = False
-        deadline = t0 + settings.drain_grace_s + settings.shutdown_timeout_s
-        manager.shutdown_deadline = deadline     # the lifespan's manager.stop() ends by this deadline too
-        while time.monotonic() < deadline:
-            busy = [e for e in manager.entries.values()
-                    if e.batcher is not None and (e.batcher.queued_rows or e.batcher.running_batches)]
-            if not busy:
-                break
-            await asyncio.sleep(0.05)
-        logger.info("drained in %.2f s; shutting down", time.monotonic() - t0)
+        await self._app.state.manager.drain()
         self.should_exit = True
 
 
@@ -148,10 +136,19 @@ def main(argv=None) -> int:
         print(f"tpserve: invalid settings:\n{e}", file=sys.stderr)
         return 2
 
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.workers != 0:
+        from .supervisor import serve
+
+        return serve(settings)
+    return serve_embedded(settings)
+
+
+def serve_embedded(settings) -> int:
+    """Everything in this process (TPSERVE_WORKERS=0): uvicorn, the app, the batchers and TensorFlow."""
     from .app import create_app
     from .httpserver import uvicorn_limits
 
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     # The drain above waits for queued and running batches; uvicorn then only has responses left to
     # write, so its own graceful window is short and shutdown stays within grace + timeout + 3 s.

@@ -34,7 +34,7 @@ import numpy as np
 from .threads import DaemonThreadPool
 
 __all__ = ["DynamicBatcher", "BatcherError", "QueueFull", "DeadlineExceeded", "BatchFailed", "ShuttingDown",
-           "ModelUnavailable", "RequestTooLarge", "BatchObserver"]
+           "ModelUnavailable", "RequestTooLarge", "BatchObserver", "InputHold"]
 
 Arrays = Mapping[str, np.ndarray]
 
@@ -74,6 +74,16 @@ class ModelUnavailable(BatcherError):
     pass
 
 
+class InputHold(Protocol):
+    """Told when the batcher takes and lets go of a request's input arrays (``submit(hold=...)``): one
+    ``acquire()`` per queued chunk, one ``release()`` when no batch will read that chunk any more.
+    The engine process uses it to keep a cancelled request's shared memory until its batch is over."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
 class BatchObserver(Protocol):
     def on_batch(self, rows: int, requests: int, queue_waits_s: list[float], compute_s: float,
                  replica: int) -> None: ...
@@ -102,6 +112,13 @@ class _Item:
     deadline: float | None
     enqueued: float = field(default_factory=time.monotonic)
     state: str = "queued"   # queued -> running | dropped
+    hold: InputHold | None = None
+
+    def release(self):
+        """No batch will read this item's inputs any more (dropped before running, or its batch ended)."""
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            hold.release()
 
 
 class DynamicBatcher:
@@ -215,11 +232,13 @@ class DynamicBatcher:
         return len(abandoned)
 
     # ----------------------------------------------------------------------------- submit
-    async def submit(self, inputs: Arrays, deadline: float | None = None) -> dict[str, np.ndarray]:
+    async def submit(self, inputs: Arrays, deadline: float | None = None, *,
+                     hold: InputHold | None = None) -> dict[str, np.ndarray]:
         """Queue ``inputs`` (equal row counts along axis 0) and return the outputs for these rows.
 
         ``deadline`` is a ``time.monotonic()`` instant; raises DeadlineExceeded, QueueFull,
-        ShuttingDown or BatchFailed.
+        ShuttingDown or BatchFailed. ``hold``: see :class:`InputHold` (when ``submit`` returns or
+        raises anything but CancelledError, every chunk has been released).
         """
         if self._loop is None:
             raise RuntimeError("DynamicBatcher.submit before start()")
@@ -245,6 +264,9 @@ class DynamicBatcher:
                 if rows > self.max_batch_size else inputs
             n = min(self.max_batch_size, rows - start)
             item = _Item(chunk, n, self._loop.create_future(), deadline)
+            if hold is not None:
+                hold.acquire()
+                item.hold = hold
             self._queue.append(item)
             self._queued_rows += n
             items.append(item)
@@ -274,6 +296,7 @@ class DynamicBatcher:
             if item.state == "queued":
                 self._queued_rows -= item.rows
                 item.state = "dropped"
+                item.release()
             if not item.future.done():
                 item.future.cancel()
         self._observer.on_queue_rows(self._queued_rows)
@@ -297,6 +320,7 @@ class DynamicBatcher:
         if item.state == "queued":
             self._queued_rows -= item.rows
         item.state = "dropped"
+        item.release()
         if not item.future.done():
             item.future.set_exception(exc)
 
@@ -365,6 +389,8 @@ class DynamicBatcher:
                     item.future.set_result({k: v[offset:offset + item.rows] for k, v in outputs.items()})
                 offset += item.rows
         finally:
+            for item in batch:
+                item.release()
             self._running_since.pop(id(batch), None)
             self._running_items.pop(id(batch), None)
             self._running -= 1

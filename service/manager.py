@@ -22,7 +22,9 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from .batcher import DynamicBatcher
+import numpy as np
+
+from .batcher import DynamicBatcher, ShuttingDown
 from .errors import ModelNotReady, NotAcceptingWork, UnknownModel
 from .metrics import Metrics
 from .model import ModelConfig, ServedModel
@@ -331,6 +333,52 @@ class ModelManager:
         logger.info("shutdown %s: %s", "complete" if not abandoned and not unclosed else "at the deadline",
                     self.shutdown_report)
         return self.shutdown_report
+
+    async def infer(self, entry: ModelEntry, arrays: dict[str, np.ndarray], deadline: float | None,
+                    version: str | None = None, hold=None) -> tuple[dict[str, np.ndarray], str]:
+        """Run ``arrays`` on the entry's current version; return the outputs and the version that computed them.
+
+        ``version`` (a request pinned to a version) runs on that version or fails with 404 naming the loaded
+        version (:meth:`version_not_loaded`): never on another one. An unpinned request whose version was
+        retired before its batch ran (a hot reload whose old queue could not drain in time) moves to the
+        new version instead of failing. ``hold``: see :class:`service.batcher.InputHold`.
+        """
+        for _ in range(3):
+            # Read together, with no await in between: the swap replaces both in one statement, so the
+            # version reported is the one whose batcher computes the answer.
+            model, batcher = entry.model, entry.batcher
+            if version is not None and model.version != str(version):
+                raise self.version_not_loaded(entry, version)
+            try:
+                return await batcher.submit(arrays, deadline, hold=hold), model.version
+            except ShuttingDown:
+                if not self.accepting or entry.batcher is batcher:
+                    raise
+                if version is not None:
+                    raise self.version_not_loaded(entry, version) from None
+        raise ShuttingDown("the model was swapped repeatedly while this request waited; retry")
+
+    def busy(self) -> bool:
+        """Requests queued or batches running on any served model."""
+        return any(e.batcher is not None and (e.batcher.queued_rows or e.batcher.running_batches)
+                   for e in self.entries.values())
+
+    async def drain(self):
+        """SIGTERM's graceful drain: readiness 503 at once; new inference still accepted for
+        ``drain_grace_s`` (routing updates take time); then refused (503) while queued and running batches
+        finish, until ``drain_grace_s + shutdown_timeout_s`` from now, which also becomes the deadline of
+        :meth:`stop`."""
+        settings = self.settings
+        t0 = time.monotonic()
+        self.draining = True
+        logger.info("SIGTERM: readiness is now 503; accepting requests for %.1f s more", settings.drain_grace_s)
+        await asyncio.sleep(settings.drain_grace_s)
+        self.accepting = False
+        deadline = t0 + settings.drain_grace_s + settings.shutdown_timeout_s
+        self.shutdown_deadline = deadline     # stop() ends by this deadline too
+        while time.monotonic() < deadline and self.busy():
+            await asyncio.sleep(0.05)
+        logger.info("drained in %.2f s; shutting down", time.monotonic() - t0)
 
     def liveness(self) -> str | None:
         """None while the process is live; otherwise why not: a batch has been running longer than

@@ -1,5 +1,15 @@
-"""Prometheus metrics, on an injected ``CollectorRegistry`` (tests pass a fresh one)."""
+"""Prometheus metrics, on an injected ``CollectorRegistry`` (tests pass a fresh one).
+
+Multi-process server (:mod:`service.supervisor`): every process writes its values to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, chosen by that variable at
+import time) and each front end's ``/metrics`` reads them all (:meth:`Metrics.multiprocess`):
+counters and histograms are summed over the processes (a restarted front end's counts are kept),
+gauges are summed over live processes. One difference from a single process: a model's previous
+``tpserve_model_info`` series stay listed with value 0 instead of disappearing.
+"""
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +23,7 @@ class Metrics:
     """Every metric the service exports. Names carry units; labels are bounded (model, route, code)."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
+        # ``registry``: where the metrics are registered and what /metrics exports (see multiprocess())
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self._request_children: dict = {}
@@ -29,21 +40,36 @@ class Metrics:
                                             ["model", "device"], buckets=_LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("tpserve_batch_size", "Rows per executed batch", ["model"],
                                     buckets=_BATCH_BUCKETS, registry=r)
-        self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model"], registry=r)
+        self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model"], registry=r,
+                                multiprocess_mode="livesum")
         self.rejected = Counter("tpserve_rejected_total",
                                 "Requests refused before running, by reason (queue_full, too_large, deadline, shutting_down, "
                                 "not_ready, unavailable)", ["model", "reason"], registry=r)
         self.model_info = Gauge("tpserve_model_info", "1 for each model version and its state", ["model", "version",
-                                                                                             "state"], registry=r)
+                                                                                             "state"], registry=r,
+                                multiprocess_mode="livesum")
         self.model_load_seconds = Gauge("tpserve_model_load_seconds",
                                         "Seconds the last load (build + restore + warm-up) of a model took", ["model"],
-                                        registry=r)
+                                        registry=r, multiprocess_mode="livemax")
         self.model_load_failures = Counter("tpserve_model_load_failures_total", "Model versions that failed to load",
                                            ["model"], registry=r)
         self.abandoned_batches = Counter("tpserve_abandoned_batches_total",
                                          "Batches still running when their model was stopped (shutdown, or the old "
                                          "version after a reload) at TPSERVE_SHUTDOWN_TIMEOUT_S: abandoned, their "
                                          "requests answered 503", ["model"], registry=r)
+
+    @classmethod
+    def multiprocess(cls) -> Metrics:
+        """Metrics of one process of the multi-process server: recorded in ``PROMETHEUS_MULTIPROC_DIR``;
+        ``registry`` (what /metrics exports) collects every process's files."""
+        from prometheus_client import multiprocess
+
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            raise RuntimeError("Metrics.multiprocess() needs PROMETHEUS_MULTIPROC_DIR (set by the supervisor)")
+        metrics = cls(CollectorRegistry())      # registered privately: their values live in the files
+        metrics.registry = CollectorRegistry(auto_describe=True)
+        multiprocess.MultiProcessCollector(metrics.registry)
+        return metrics
 
     def observe_request(self, model: str, route: str, code: str, seconds: float):
         """Count one answered request (label children cached: this runs on every request)."""
@@ -62,7 +88,11 @@ class Metrics:
         """Exactly one (version, state) series per model is 1."""
         for sample in list(self.model_info.collect()[0].samples):
             if sample.labels.get("model") == model:
-                self.model_info.remove(model, sample.labels["version"], sample.labels["state"])
+                if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    # the value lives in a file, which removal would not clear: the series stays, at 0
+                    self.model_info.labels(model, sample.labels["version"], sample.labels["state"]).set(0)
+                else:
+                    self.model_info.remove(model, sample.labels["version"], sample.labels["state"])
         self.model_info.labels(model, version, state).set(1)
 
 

@@ -72,7 +72,16 @@ class Settings(BaseSettings):
 
     config_file: Path | None = Field(None, description="optional YAML/JSON file with these settings")
     host: str = Field("127.0.0.1", description="bind address")
+    workers: int | None = Field(None, ge=0, le=64, description=(
+        "HTTP front-end processes beside the engine process (which owns TensorFlow and the batchers); "
+        "null = one per 2 CPUs, 1 to 8; 0 = everything in one process (embedded mode)"))
+    shm_arena_mb: int = Field(32, ge=1, le=4096, description=(
+        "shared memory per front-end process for tensors on their way to and from the engine (MiB); "
+        "larger requests use a one-off segment"))
     port: int = Field(8000, ge=0, le=65535, description="TCP port (0 = any free port)")
+    grpc_port: int = Field(8001, ge=0, le=65535, description=(
+        "TCP port of the KServe v2 / Triton gRPC endpoint (inference.GRPCInferenceService), on the same host; "
+        "0 = no gRPC endpoint"))
     model_repository: Path = Field(DEFAULT_REPOSITORY, description="<repo>/<model>/config.(yaml|json) + <version>/")
     batching: BatchingOptions = Field(default_factory=BatchingOptions)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="request bodies above this get 413")

@@ -1,0 +1,22 @@
+"""What every child process of the multi-process server sets up first (engine and front ends)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+__all__ = ["configure_process"]
+
+
+def configure_process(role: str, log_level: str):
+    """Logging tagged with the process's role; SIGINT and SIGTERM ignored.
+
+    Only the supervisor acts on signals: a Ctrl-C reaches the whole process group and some service
+    managers send SIGTERM to every process of the group, but the drain must happen in order (the
+    engine finishes the accepted work, then the front ends stop, then the engine), so the supervisor
+    drives it (:mod:`service.supervisor`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s %(name)s [{role} {os.getpid()}]: %(message)s")
