@@ -17,7 +17,7 @@ PORT ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test serve lint install install-dev bench soak clean lock
+.PHONY: test serve lint install install-dev bench soak clean lock protos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,15 @@ lock:
 	build/uv-venv/bin/pip install --quiet 'uv==$(UV_VERSION)'
 	build/uv-venv/bin/uv pip compile --native-tls pyproject.toml deploy/tensorflow-variants.in --all-extras \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(UV_ARGS) -o $(LOCK)
+
+# Regenerate service/grpc/kserve_v2_pb2*.py from protos/kserve_v2.proto (committed: the server needs only
+# grpcio + protobuf). grpcio-tools is pinned: its protoc decides the gencode version (1.74.0 -> 6.31.1, the
+# oldest protobuf TensorFlow 2.21 accepts). protos/generate.py holds the protoc command and the post-edits.
+GRPC_TOOLS_VERSION := 1.74.0
+protos:
+	$(PYTHON) -m venv build/protoc-venv
+	build/protoc-venv/bin/pip install --quiet 'grpcio-tools==$(GRPC_TOOLS_VERSION)'
+	build/protoc-venv/bin/python protos/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

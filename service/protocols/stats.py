@@ -1,0 +1,226 @@
+"""Triton's statistics extension, read from the Prometheus metrics (the numbers ``/metrics`` exports).
+
+* ``GET /v2/models/stats``: every model
+* ``GET /v2/models/{name}/stats``, ``GET /v2/models/{name}/versions/{v}/stats``: one model (a version
+  that is not the served one is 404, as everywhere else)
+* the gRPC ``ModelStatistics`` RPC answers the same numbers (:func:`model_statistics`, used by
+  :mod:`service.grpc`).
+
+The values are computed from the samples of the metrics registry (``registry.collect()``), never from
+metric objects, so the same code reads a multi-process deployment's aggregating collector. Triton's
+field names; durations in nanoseconds, counts since the metrics began (the process start, or the
+multi-process directory's creation):
+
+========================================  ===================================================================
+``inference_stats.success`` / ``fail``     count: ``tpserve_requests_total`` of the model with a 2xx code /
+                                           any other code (every route, gRPC included). ns: the matching sum
+                                           of ``tpserve_request_seconds_total{model,route,code}`` when the
+                                           registry has it; otherwise (``tpserve_request_duration_seconds``
+                                           has no code label) ``success.ns`` is the duration of every request
+                                           and ``fail.ns`` is 0
+``inference_stats.queue``                  ``tpserve_queue_duration_seconds``: one per request that reached a
+                                           batch
+``inference_stats.compute_infer``          ``tpserve_inference_duration_seconds`` over every device: one per
+                                           executed batch (tpserve times batches, not requests), so ns/count is
+                                           the mean compute time of a batch
+``compute_input`` / ``compute_output``     not measured apart from the model call: the compute_infer count with
+                                           0 ns (inputs and outputs are part of compute_infer)
+``cache_hit`` / ``cache_miss``             0 (no response cache)
+``execution_count`` / ``inference_count``  ``tpserve_batch_size``: batches executed / rows in them
+``batch_stats``                            per batch size, the executions (compute_infer count) and their
+                                           compute time, from ``tpserve_batch_compute_seconds{model,batch_size}``
+                                           (a summary: count + sum) when the registry has it. Otherwise from the
+                                           ``tpserve_batch_size`` histogram, whose power-of-two buckets tell
+                                           exact sizes only for 1 and 2: those are listed (compute ns 0) and
+                                           wider buckets are left out rather than guessed
+``last_inference``                         0 (no metric holds a timestamp)
+========================================  ===================================================================
+
+Metrics carry no version label: a model's numbers cover every version it has served; the version
+reported is the one served now ("" while none is loaded).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from ..errors import ModelNotReady
+from ..http import json_response
+from ..schemas import error_responses
+
+__all__ = ["router", "model_statistics", "read_samples"]
+
+router = APIRouter(tags=["KServe v2 protocol"])
+
+# Optional series: read when the registry has them (see the module docstring).
+REQUEST_SECONDS = "tpserve_request_seconds_total"
+BATCH_COMPUTE = "tpserve_batch_compute_seconds"
+
+
+class StatisticDuration(BaseModel):
+    count: int = Field(..., description="how many")
+    ns: int = Field(..., description="their cumulative duration in nanoseconds")
+
+
+class InferStatistics(BaseModel):
+    success: StatisticDuration
+    fail: StatisticDuration
+    queue: StatisticDuration
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+    cache_hit: StatisticDuration
+    cache_miss: StatisticDuration
+
+
+class InferBatchStatistics(BaseModel):
+    batch_size: int
+    compute_input: StatisticDuration
+    compute_infer: StatisticDuration
+    compute_output: StatisticDuration
+
+
+class ModelStatistics(BaseModel):
+    name: str
+    version: str = Field(..., description="the served version ('' while none is loaded)")
+    last_inference: int = Field(0, description="always 0: no metric holds a timestamp")
+    inference_count: int = Field(..., description="rows computed")
+    execution_count: int = Field(..., description="batches executed")
+    inference_stats: InferStatistics
+    batch_stats: list[InferBatchStatistics]
+
+
+class ModelStatisticsResponse(BaseModel):
+    model_stats: list[ModelStatistics]
+
+
+Samples = dict[str, list[tuple[dict[str, str], float]]]
+
+
+def read_samples(registry) -> Samples:
+    """Every sample of ``registry`` (a ``CollectorRegistry``, or anything with ``collect()``), by sample name."""
+    out: Samples = defaultdict(list)
+    for family in registry.collect():
+        for s in family.samples:
+            out[s.name].append((s.labels, s.value))
+    return out
+
+
+def _total(samples: Samples, name: str, model: str, pred=None) -> float:
+    return sum(v for labels, v in samples.get(name, ()) if labels.get("model") == model
+               and (pred is None or pred(labels)))
+
+
+def _ns(seconds: float) -> int:
+    return max(0, round(seconds * 1e9))
+
+
+def _duration(count: float, seconds: float) -> dict:
+    return {"count": int(round(count)), "ns": _ns(seconds)}
+
+
+def _success(labels) -> bool:
+    return labels.get("code", "").startswith("2")
+
+
+def _batch_stats(samples: Samples, model: str) -> list[dict]:
+    def row(size: int, count: float, seconds: float) -> dict:
+        infer = _duration(count, seconds)
+        zero = {"count": infer["count"], "ns": 0}
+        return {"batch_size": size, "compute_input": zero, "compute_infer": infer, "compute_output": zero}
+
+    if f"{BATCH_COMPUTE}_count" in samples:
+        sizes: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
+        for suffix, i in (("_count", 0), ("_sum", 1)):
+            for labels, v in samples[BATCH_COMPUTE + suffix]:
+                if labels.get("model") == model:
+                    sizes[int(labels["batch_size"])][i] += v
+        return [row(size, c, s) for size, (c, s) in sorted(sizes.items()) if c]
+    # from the histogram: cumulative counts at each bucket's upper bound; a bucket (lo, hi] holds one size
+    # only when hi - lo == 1
+    cumulative: dict[float, float] = defaultdict(float)
+    for labels, v in samples.get("tpserve_batch_size_bucket", ()):
+        if labels.get("model") == model:
+            cumulative[float(labels["le"])] += v
+    out, below, lo = [], 0.0, 0.0
+    for le in sorted(cumulative):
+        count = cumulative[le] - below
+        if not math.isinf(le) and le == int(le) and int(le) - math.floor(lo) == 1 and count:
+            out.append(row(int(le), count, 0.0))
+        below, lo = cumulative[le], le
+    return out
+
+
+def model_stats(samples: Samples, entry) -> dict:
+    """Triton's ``ModelStatistics`` (as JSON) for one model entry."""
+    name = entry.name
+    requests_ok = _total(samples, "tpserve_requests_total", name, _success)
+    requests_failed = _total(samples, "tpserve_requests_total", name, lambda labels: not _success(labels))
+    if f"{REQUEST_SECONDS}" in samples:
+        ok_s = _total(samples, REQUEST_SECONDS, name, _success)
+        failed_s = _total(samples, REQUEST_SECONDS, name, lambda labels: not _success(labels))
+    else:
+        ok_s, failed_s = _total(samples, "tpserve_request_duration_seconds_sum", name), 0.0
+    executions = _total(samples, "tpserve_inference_duration_seconds_count", name)
+    compute = _duration(executions, _total(samples, "tpserve_inference_duration_seconds_sum", name))
+    none = {"count": 0, "ns": 0}
+    batches = _total(samples, "tpserve_batch_size_count", name)
+    return {
+        "name": name,
+        "version": entry.version or "",
+        "last_inference": 0,
+        "inference_count": int(round(_total(samples, "tpserve_batch_size_sum", name))),
+        "execution_count": int(round(batches)),
+        "inference_stats": {
+            "success": _duration(requests_ok, ok_s),
+            "fail": _duration(requests_failed, failed_s),
+            "queue": _duration(_total(samples, "tpserve_queue_duration_seconds_count", name),
+                               _total(samples, "tpserve_queue_duration_seconds_sum", name)),
+            "compute_input": {"count": compute["count"], "ns": 0},
+            "compute_infer": compute,
+            "compute_output": {"count": compute["count"], "ns": 0},
+            "cache_hit": none,
+            "cache_miss": none,
+        },
+        "batch_stats": _batch_stats(samples, name),
+    }
+
+
+def model_statistics(manager, registry, name: str | None = None, version: str | None = None) -> dict:
+    """``{"model_stats": [...]}``: every model (``name`` None), or one; with ``version``, only when that
+    version is the one served (else the manager's 404, as for every pinned request)."""
+    if name is None:
+        entries = [manager.entries[n] for n in sorted(manager.entries)]
+    else:
+        entry = manager.find(name)
+        if version is not None and version != entry.version:
+            if entry.version is None:
+                raise ModelNotReady(f"model {entry.name!r} is {entry.state}: no version is loaded", field="version")
+            raise manager.version_not_loaded(entry, version)
+        entries = [entry]
+    samples = read_samples(registry)
+    return {"model_stats": [model_stats(samples, e) for e in entries]}
+
+
+_STATS = {"response_model": ModelStatisticsResponse}
+
+
+@router.get("/v2/models/stats", summary="Statistics of every model (Triton's statistics extension)", **_STATS)
+async def all_stats(request: Request):
+    return json_response(model_statistics(request.app.state.manager, request.app.state.metrics.registry))
+
+
+@router.get("/v2/models/{name}/stats", summary="Statistics of one model", responses=error_responses(404),
+            **_STATS)
+async def stats(request: Request, name: str):
+    return json_response(model_statistics(request.app.state.manager, request.app.state.metrics.registry, name))
+
+
+@router.get("/v2/models/{name}/versions/{version}/stats", summary="Statistics of one model (pinned version)",
+            responses=error_responses(404, 503), **_STATS)
+async def version_stats(request: Request, name: str, version: str):
+    return json_response(model_statistics(request.app.state.manager, request.app.state.metrics.registry, name,
+                                          version))
