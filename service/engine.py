@@ -18,6 +18,8 @@ import time
 
 import orjson
 
+from .errors import InvalidRequest
+from .images import run_image_work
 from .ipc import FramedProtocol, encode_error
 from .manager import ModelEntry, ModelManager
 from .shm import Segment, nbytes, views, write_arrays
@@ -43,7 +45,8 @@ def _entry_wire(e: ModelEntry) -> dict:
         "model": None if m is None else {
             "name": m.name, "version": m.version, "architecture": m.architecture, "labels": m.labels,
             "devices": list(m.devices), "inputs": [s.to_wire() for s in m.inputs],
-            "outputs": [s.to_wire() for s in m.outputs]},
+            "outputs": [s.to_wire() for s in m.outputs],
+            "takes_images": getattr(m, "preprocess_image", None) is not None},
     }
 
 
@@ -51,6 +54,13 @@ def snapshot(manager: ModelManager) -> dict:
     """What a front end mirrors (see :class:`service.remote.RemoteManager`)."""
     return {"t": "s", "scanned": manager.scanned, "draining": manager.draining, "accepting": manager.accepting,
             "liveness": manager.liveness(), "entries": [_entry_wire(e) for e in manager.entries.values()]}
+
+
+def _preprocess(model, rgb):
+    pre = getattr(model, "preprocess_image", None)
+    if pre is None:
+        raise InvalidRequest(f"model {model.name!r} does not take images", field="image")
+    return pre(rgb)
 
 
 class _Hold:
@@ -121,6 +131,7 @@ class Engine:
         self._last_bytes = b""
         self._last_sent = 0.0
         self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
 
     # ------------------------------------------------------------------ requests from front ends
@@ -135,6 +146,9 @@ class Engine:
             arrays = views(src, msg["in"])
             version = msg.get("v")
             entry = self.manager.get(msg["m"], version)
+            if msg.get("img"):      # a decoded upload: the model's own preprocessing, off the event loop
+                (name, rgb), = arrays.items()
+                arrays = {name: (await run_image_work(_preprocess, entry.model, rgb[0]))[None]}
             try:
                 outputs, served = await self.manager.infer(entry, arrays, msg.get("d"), version, hold)
             except asyncio.CancelledError:
@@ -207,8 +221,12 @@ class Engine:
         self.publish(force=True)
         self.control.send("drained")
 
+    def stop_soon(self):
+        """Ask :meth:`run` to stop (from any thread)."""
+        self._loop.call_soon_threadsafe(self._stop.set)
+
     async def run(self, socket_path: str):
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         loading = loop.create_task(self.manager.start())
         server = await loop.create_unix_server(lambda: _Connection(self), path=socket_path)
         publisher = loop.create_task(self._publisher())

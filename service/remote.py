@@ -27,12 +27,25 @@ from .model import ModelConfig, TensorSpec
 from .settings import BatchingOptions
 from .shm import Arena, Segment, aligned, nbytes, views, write_arrays
 
-__all__ = ["RemoteManager", "EngineClient", "ModelInfo", "STALE_READY_S", "STALE_LIVE_S"]
+__all__ = ["RemoteManager", "EngineClient", "ModelInfo", "RawImage", "STALE_READY_S", "STALE_LIVE_S"]
 
 logger = logging.getLogger("tpserve.frontend")
 
 STALE_READY_S = 2.0
 STALE_LIVE_S = 10.0
+
+
+class RawImage(np.ndarray):
+    """A decoded upload (HxWx3 uint8 RGB) whose model-specific preprocessing is left to the engine.
+
+    The architectures' image transforms live with the models in the engine process (the zoo imports
+    TensorFlow); the front end does the expensive, attacker-controlled part (decoding, with the size
+    limits and the early reduction of :mod:`service.images`) and the engine runs the model's
+    ``preprocess_image`` on its image thread pool."""
+
+
+def _defer_preprocessing(rgb: np.ndarray) -> RawImage:
+    return np.ascontiguousarray(rgb).view(RawImage)
 
 
 @dataclass
@@ -46,11 +59,16 @@ class ModelInfo:
     outputs: list[TensorSpec]
     labels: list[str] | None
     devices: list[str]
+    takes_images: bool = False
+
+    def __post_init__(self):
+        # what service.images.image_row calls: here it only marks the decoded image for the engine
+        self.preprocess_image = _defer_preprocessing if self.takes_images else None
 
     @classmethod
     def from_wire(cls, d: dict) -> ModelInfo:
         return cls(d["name"], d["version"], d["architecture"], [TensorSpec.from_wire(s) for s in d["inputs"]],
-                   [TensorSpec.from_wire(s) for s in d["outputs"]], d["labels"], d["devices"])
+                   [TensorSpec.from_wire(s) for s in d["outputs"]], d["labels"], d["devices"], d["takes_images"])
 
     def output_nbytes(self, rows: int) -> int | None:
         sizes = [s.static_nbytes(rows) for s in self.outputs]
@@ -84,9 +102,10 @@ class EngineClient:
         self._pending: dict[int, tuple[asyncio.Future, int | None, Segment | None, ModelInfo | None]] = {}
         self._next_id = 0
         self.connected = False
+        self.loop: asyncio.AbstractEventLoop | None = None      # the loop that owns the connection
 
     async def connect(self):
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         _, self._proto = await loop.create_unix_connection(
             lambda: FramedProtocol(self._on_message, self._on_lost), self.socket_path)
         self.connected = True
@@ -108,7 +127,9 @@ class EngineClient:
 
     async def infer(self, name: str, info: ModelInfo, arrays: dict[str, np.ndarray], deadline: float | None,
                     version: str | None) -> tuple[dict[str, np.ndarray], str]:
-        rows = len(next(iter(arrays.values())))
+        first = next(iter(arrays.values()))
+        rows = len(first)
+        image = isinstance(first, RawImage)      # one decoded upload, to be preprocessed by the engine
         in_bytes = nbytes(arrays.values())
         out_bytes = info.output_nbytes(rows) or 0
         region = self.arena.alloc(in_bytes + out_bytes)
@@ -126,7 +147,8 @@ class EngineClient:
             self._release(region, seg)
             raise
         self._proto.send({"t": "i", "id": rid, "m": name, "v": version, "d": deadline, "in": described,
-                          "seg": seg.name if seg is not None else None, "ro": out_region, "rn": out_bytes})
+                          "seg": seg.name if seg is not None else None, "ro": out_region, "rn": out_bytes,
+                          "img": image})
         try:
             return await fut
         except asyncio.CancelledError:
@@ -253,6 +275,8 @@ class RemoteManager(ModelManager):
     def readiness(self) -> tuple[bool, list[str]]:
         if not self._first_state.is_set():
             return False, ["waiting for the engine process"]
+        if not self.client.connected:
+            return False, ["the engine process is gone"]
         silent = self._silent_s()
         if silent > STALE_READY_S:
             return False, [f"the engine process has not reported for {silent:.1f} s"]

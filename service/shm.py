@@ -115,7 +115,8 @@ class Arena:
 
     @property
     def used(self) -> int:
-        return sum(size for size, _ in self._live.values())
+        """Bytes in regions not freed yet."""
+        return sum(size for size, freed in self._live.values() if not freed)
 
     def alloc(self, n: int) -> int | None:
         n = aligned(n)

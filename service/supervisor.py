@@ -191,6 +191,7 @@ class Supervisor:
                     if lived < 1.0:
                         time.sleep(1.0)
                     self._start_frontend(i)
+                    logger.info("front end %d restarted: pid %d", i, self.frontends[i].pid)
 
     # ------------------------------------------------------------------ stopping
     def _stop_frontends(self):
