@@ -81,6 +81,8 @@ class Server:
 @contextmanager
 def running(models, settings=None, metrics_cls=Metrics, **repo_kw):
     settings = settings or Settings(max_body_bytes=256 * 1024)
+    # the app's own lifespan starts no gRPC server (grpc_port 0): with_grpc starts one on a free port
+    settings = settings.model_copy(update={"grpc_port": 0})
     metrics = metrics_cls(CollectorRegistry())
     manager = ModelManager(settings, metrics, FakeRepository(models, **repo_kw))
     app = with_grpc(create_app(settings, manager=manager, metrics=metrics))
@@ -584,6 +586,7 @@ def test_statistics_read_a_multiprocess_registry(tmp_path):
 
 # ---------------------------------------------------------------- settings and start-up
 def test_grpc_port_setting(monkeypatch):
+    monkeypatch.delenv("TPSERVE_GRPC_PORT", raising=False)
     assert Settings().grpc_port == 8001
     monkeypatch.setenv("TPSERVE_GRPC_PORT", "0")
     assert Settings().grpc_port == 0
