@@ -368,6 +368,24 @@ def test_two_front_ends_answer_like_the_predictor_and_share_one_metrics_view(two
     assert _counter(after, "tpserve_model_info", model="digits", version="1", state="READY") == 1
 
 
+def test_an_uploaded_png_is_decoded_by_a_front_end_and_preprocessed_by_the_engine(two_front_ends):
+    from PIL import Image
+
+    x, _ = heldout()
+    img = (x[3] * 255).round().astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).convert("RGB").save(buf, format="PNG")
+    r = httpx.post(two_front_ends.url + "/predict", content=buf.getvalue(), headers={"content-type": "image/png"})
+    assert r.status_code == 200, r.text
+    ref = reference_outputs((img.astype(np.float32) / 255.0)[None])["prob"][0]
+    top = r.json()["top_k"]
+    assert top[0]["label"] == str(int(np.argmax(ref)))
+    assert top[0]["score"] == pytest.approx(float(ref.max()), rel=1e-3)
+    r = httpx.post(two_front_ends.url + "/v1/models/digits:classify",
+                   files={"image": ("d.png", buf.getvalue(), "image/png")})
+    assert r.status_code == 200 and r.json()["results"][0][0][0] == top[0]["label"], r.text
+
+
 def test_a_killed_front_end_is_restarted_and_its_counts_are_kept(two_front_ends):
     srv = two_front_ends
     _, frontends = srv.pids()
