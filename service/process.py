@@ -2,10 +2,24 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
+from pathlib import Path
 
-__all__ = ["configure_process"]
+__all__ = ["configure_process", "available_cpus"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota (containers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
 
 
 def configure_process(role: str, log_level: str):

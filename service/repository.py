@@ -4,7 +4,8 @@ imports ``layers``/``model_zoo``).
 Layout (Triton / TF Serving style)::
 
     <repo>/<model>/config.json | config.yaml   {"architecture": "mnist-convnet", "options": {...},
-                                                 "batching": {"max_batch_size": 64, ...}}
+                                                 "batching": {"max_batch_size": 64, ...},
+                                                 "validate_range": true}
     <repo>/<model>/<version>/model.npz          or a TF checkpoint (checkpoint file / model-N.index)
 
 The user's own models (``"architecture": "pkg.module:Model"`` with ``"outputs"``, or
@@ -15,7 +16,6 @@ The highest numeric version is served.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -24,25 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from .model import ModelConfig, TensorSpec
+from .process import available_cpus
 from .settings import Settings, load_config_file
 
 __all__ = ["ModelRepository", "TFModel", "find_weights"]
 
 logger = logging.getLogger("tpserve")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_CONFIG_KEYS = {"architecture", "options", "batching", "description"}
-
-
-def available_cpus() -> int:
-    """CPUs this process may use: the affinity mask, capped by a cgroup v2 CPU quota (containers)."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            n = min(n, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, n)
+_CONFIG_KEYS = {"architecture", "options", "batching", "description", "validate_range"}
 
 
 def session_threads(settings: Settings, devices: list[str]) -> tuple[int, int]:
@@ -134,10 +123,13 @@ class ModelRepository:
         options, batching = raw.get("options") or {}, raw.get("batching") or {}
         if not isinstance(options, dict) or not isinstance(batching, dict):
             raise ValueError(f"{files[0]}: 'options' and 'batching' must be mappings")
+        validate_range = raw.get("validate_range", True)
+        if not isinstance(validate_range, bool):
+            raise ValueError(f"{files[0]}: 'validate_range' must be true or false, got {validate_range!r:.40}")
         spec = model_zoo.user.parse_config(raw, self.root, str(files[0].relative_to(self.root))) if user else None
         if not self.versions(d.name):
             raise ValueError(f"{d} has no numeric version directory (e.g. {d}/1/model.npz)")
-        return ModelConfig(d.name, arch, options, batching, user=spec)
+        return ModelConfig(d.name, arch, options, batching, user=spec, validate_range=validate_range)
 
     def load(self, config: ModelConfig, max_batch_size: int, version: int | None = None) -> TFModel:
         """Build, restore (strictly: every variable must be in the file) and warm up a model version."""

@@ -103,8 +103,9 @@ class Settings(BaseSettings):
         "null (TPSERVE_DEFAULT_TIMEOUT_MS=null) = no deadline"))
     device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
     intra_op_threads: int = Field(0, ge=0, description=(
-        "TensorFlow intra-op threads per session; 0 = automatic: on CPU every usable core but one (the "
-        "HTTP loop needs one; cgroup CPU quotas are honoured), on GPU TensorFlow's default"))
+        "TensorFlow intra-op threads per session; 0 = automatic: on CPU every usable core but those of the "
+        "HTTP front ends (TPSERVE_WORKERS; one in embedded mode; cgroup CPU quotas are honoured), on GPU "
+        "TensorFlow's default"))
     inter_op_threads: int = Field(0, ge=0, description=(
         "TensorFlow inter-op threads per session; 0 = automatic (1 on <= 2 CPUs, else 2; GPU: TF default)"))
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")

@@ -46,10 +46,12 @@ _FRONTEND_STOP_S = 5.0     # uvicorn's 3 s graceful window + start-up slack
 
 
 def default_workers(cpus: int | None = None) -> int:
-    """Front ends when TPSERVE_WORKERS is not set: one per two CPUs beyond the engine's, at least 1, at
-    most 8 (measured: bench/README.md, "Front-end processes")."""
+    """Front ends when TPSERVE_WORKERS is not set: one per two CPUs (the container's CPU quota counts), at
+    least 1, at most 8 (measured: bench/README.md, "Front-end processes")."""
     if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        from .process import available_cpus
+
+        cpus = available_cpus()
     return max(1, min(8, cpus // 2))
 
 
@@ -282,7 +284,12 @@ def _pid_alive(pid: int) -> bool:
 
 def serve(settings) -> int:
     """Run the multi-process server until it is stopped; return the process's exit status."""
+    from .process import available_cpus
+
     workers = settings.workers if settings.workers is not None else default_workers()
+    if settings.intra_op_threads == 0 and not settings.device.startswith("gpu"):
+        # TensorFlow's automatic choice leaves one core to HTTP; here the front ends take ``workers``
+        settings = settings.model_copy(update={"intra_op_threads": max(1, available_cpus() - workers)})
     try:
         sup = Supervisor(settings, workers)
     except OSError as e:
