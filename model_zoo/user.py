@@ -24,7 +24,8 @@ Other keys (all optional unless said):
                     outputs depend on (a training-only ``label`` input is left out by itself).
                     A SavedModel always takes every signature input
 ``labels``          class names, index -> name, for ``:classify`` and image uploads
-``value_ranges``    ``{input name: [low, high]}``: the values the model was trained on (metadata,
+``value_ranges``    ``{input name: [low, high]}``: the values the model was trained on (the server
+                    refuses requests outside them unless the config sets ``validate_range: false``;
                     and the scale image uploads are mapped to)
 ``image``           ``"RGB"``, ``"BGR"`` or ``"gray"``: accept image uploads for the single input of
                     shape ``[H, W]``/``[H, W, 1]`` (gray) or ``[H, W, 3]``: resized to ``H x W``, colour

@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .validation import JsonBudget, check_json_budget
 
 __all__ = ["read_body", "parse_json", "json_response", "finite_outputs", "NonFiniteOutput", "error_response", "instrument", "deadline_from",
-           "multipart_file", "add_error_handlers", "HeadAsGet"]
+           "multipart_file", "content_type", "add_error_handlers", "HeadAsGet"]
 
 _ORJSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -250,6 +250,11 @@ def instrument(metrics: Metrics, route: str):
         raise
     finally:
         metrics.observe_request(obs.model, route, str(obs.code), time.monotonic() - t0)
+
+
+def content_type(request: Request) -> str:
+    """The request's media type, lower case, without parameters (``"image/png"``, ``""`` when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
 async def multipart_file(request: Request, body: bytes) -> bytes:

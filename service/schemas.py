@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 __all__ = ["LiveStatus", "PredictRequest", "PredictResponse", "ErrorBody", "ModelStatus", "ReadyStatus", "error_responses",
            "V1Status", "V1PredictResponse", "V1_REQUEST_BODY", "V2ModelMetadata", "V2Ready", "V2HealthReady",
            "V2InferRequest", "V2InferResponse", "V2_REQUEST_BODY", "ERROR_TEXT", "V2ModelConfig", "V2IndexEntry",
-           "V2_INDEX_REQUEST_BODY"]
+           "V2_INDEX_REQUEST_BODY", "PREDICT_REQUEST_BODY"]
 
 NestedList = list[Any]
 
@@ -33,6 +33,26 @@ class PredictResponse(BaseModel):
     version: str
     outputs: dict[str, NestedList] | None = Field(None, description="JSON requests: output name -> rows")
     top_k: list[dict[str, Any]] | None = Field(None, description="image uploads: the k best labels and scores")
+
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+# /predict's body (by content type) and query parameters: documented here, read by hand (see
+# service.protocols.predict); declaring them would make FastAPI validate a pydantic model per request
+PREDICT_REQUEST_BODY = {
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")},
+        "application/x-npy": _BINARY, "image/png": _BINARY, "image/jpeg": _BINARY,
+        "multipart/form-data": {"schema": {"type": "object", "properties": {"image": _BINARY["schema"]}}}}},
+    "parameters": [
+        {"name": "model", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "model name (else the body's 'model', else the only model)"},
+        {"name": "version", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "serve only if this version is the one loaded"},
+        {"name": "output", "in": "query", "required": False, "schema": {"type": "array", "items": {"type": "string"}},
+         "description": ".npy bodies: the outputs to return (default: all)"},
+        {"name": "top_k", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1, "default": 5},
+         "description": "labels returned for an uploaded image"}]}
 
 
 class ErrorBody(BaseModel):

@@ -1,16 +1,19 @@
-"""Turn decoded JSON into NumPy batches, with a clear 400 for every client mistake."""
+"""The checks every request gets, whatever its format (see :mod:`service.pipeline`): decoded JSON lists
+become NumPy arrays, and every array is checked against its input's spec, with a clear 400 for every
+client mistake."""
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import InvalidRequest, PayloadTooLarge
+from .errors import InvalidRequest, PayloadTooLarge, clip
 from .model import TensorSpec
 
-__all__ = ["to_batch", "check_array", "shape_str", "numbers_array", "JsonBudget", "json_budget",
-           "check_json_budget"]
+__all__ = ["to_batch", "check_batch", "check_array", "check_input_names", "check_outputs", "lists_to_arrays",
+           "shape_str", "numbers_array", "JsonBudget", "json_budget", "check_json_budget"]
 
 # Room for the envelope around the tensors: the body object, "parameters", "outputs" lists, v2's per-input
 # objects and their "shape" lists, TF Serving's per-instance objects (those scale with rows: see below).
@@ -45,8 +48,11 @@ def _describe_bad_list(value: Any, depth: int = 0) -> str:
     return ""
 
 
-def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
-    """Check shape/range of an already-built array and cast it to the spec's dtype."""
+def check_array(spec: TensorSpec, arr: np.ndarray, field: str, check_range: bool = True) -> np.ndarray:
+    """Check shape, dtype and values of an already-built array and cast it to the spec's dtype.
+
+    Booleans and numbers are never converted into each other. ``check_range``: values outside the
+    spec's declared ``value_range`` are refused (naming the first offending row and value)."""
     want = (None, *spec.shape)
     if arr.ndim >= 1 and arr.shape[0] == 0:
         raise InvalidRequest(f"input {spec.name!r} is an empty batch (0 rows)", field=field,
@@ -58,6 +64,10 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise InvalidRequest(f"input {spec.name!r} must be numeric, got dtype {arr.dtype}", field=field,
                              expected=dtype.name, received=str(arr.dtype))
+    if (arr.dtype.kind == "b") != (dtype.kind == "b"):
+        raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values, got {arr.dtype.name} (booleans and "
+                             "numbers are not converted into each other)", field=field, expected=dtype.name,
+                             received=arr.dtype.name)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf (or numbers beyond the range of "
                              f"{arr.dtype.name})", field=field, expected="finite numbers", received="NaN/Inf")
@@ -78,7 +88,28 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str) -> np.ndarray:
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr)):
             raise InvalidRequest(f"input {spec.name!r} takes integers ({dtype.name}), got fractional values",
                                  field=field, expected=dtype.name, received="fractional numbers")
-    return arr.astype(dtype, copy=False)
+    arr = arr.astype(dtype, copy=False)
+    if check_range and spec.value_range and arr.size:
+        _check_range(spec, arr, field)
+    return arr
+
+
+def _check_range(spec: TensorSpec, arr: np.ndarray, field: str) -> None:
+    """400 naming the first row (and its first value) outside ``spec.value_range`` (bounds included).
+
+    Two vectorised reductions on the way through; the row is looked for only once one is out."""
+    low, high = spec.value_range
+    lo, hi = (arr.dtype.type(low), arr.dtype.type(high)) if arr.dtype.kind == "f" else (low, high)
+    if arr.min() >= lo and arr.max() <= hi:     # compared in the input's dtype: a float32 bound is itself in range
+        return
+    rows = arr.reshape(len(arr), -1)
+    out = (rows < lo) | (rows > hi)
+    row = int(out.any(axis=1).argmax())
+    value = rows[row][out[row]][0].item()
+    raise InvalidRequest(f"input {spec.name!r}: row {row} holds {value:g}, outside the input's declared range "
+                         f"[{low:g}, {high:g}] (a model's config.json can turn this check off: "
+                         '"validate_range": false)', field=field, expected=[low, high],
+                         received={"row": row, "value": value})
 
 
 def numbers_array(value: Any, what: str, field: str, shape_hint: str = "numbers",
@@ -111,16 +142,23 @@ def numbers_array(value: Any, what: str, field: str, shape_hint: str = "numbers"
     return arr
 
 
-def _to_array(spec: TensorSpec, value: Any, field: str, maybe_bools: bool = True) -> np.ndarray:
-    """A nested list -> a checked array of the spec's dtype (see :func:`numbers_array`)."""
-    arr = numbers_array(value, f"input {spec.name!r}", field, f"{shape_str((None, *spec.shape))} numbers",
-                        maybe_bools)
-    return check_array(spec, arr, field)
+def check_input_names(specs: list[TensorSpec], given, field: str = "inputs") -> None:
+    """400 when ``given`` (the input names a request sent) is not exactly the model's inputs."""
+    names = [s.name for s in specs]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise InvalidRequest(f"unknown input(s) {unknown}; this model takes {names}", field=field,
+                             expected=names, received=sorted(given))
+    missing = [n for n in names if n not in given]
+    if missing:
+        raise InvalidRequest(f"missing input(s) {missing}; this model takes {names}", field=field,
+                             expected=names, received=sorted(given))
 
 
-def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "inputs",
-             maybe_bools: bool = True) -> dict[str, np.ndarray]:
-    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> arrays.
+def lists_to_arrays(specs: list[TensorSpec], inputs: Any, field: str = "inputs",
+                    maybe_bools: bool = True) -> dict[str, np.ndarray]:
+    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> one array per input,
+    as NumPy infers it from the JSON numbers (see :func:`numbers_array`); :func:`check_batch` checks them.
 
     ``maybe_bools=False``: the body holds no ``true``/``false`` token (a byte search the caller made),
     so no element can be a boolean."""
@@ -133,25 +171,52 @@ def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "
         raise InvalidRequest(f"{field!r} must be an object keyed by input name (or a nested list for a single-input "
                              f"model), got {type(inputs).__name__}", field=field,
                              expected="object or list", received=type(inputs).__name__)
-    names = [s.name for s in specs]
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InvalidRequest(f"unknown input(s) {unknown}; this model takes {names}", field=field,
-                             expected=names, received=sorted(inputs))
-    missing = [n for n in names if n not in inputs]
-    if missing:
-        raise InvalidRequest(f"missing input(s) {missing}; this model takes {names}", field=field,
-                             expected=names, received=sorted(inputs))
-    arrays = {s.name: _to_array(s, inputs[s.name], f"{field}.{s.name}", maybe_bools) for s in specs}
-    rows = {n: a.shape[0] for n, a in arrays.items()}
-    if len(set(rows.values())) != 1:
+    check_input_names(specs, inputs, field)
+    return {s.name: numbers_array(inputs[s.name], f"input {s.name!r}", f"{field}.{s.name}",
+                                  f"{shape_str((None, *s.shape))} numbers", maybe_bools) for s in specs}
+
+
+def check_batch(specs: list[TensorSpec], arrays: dict[str, np.ndarray], max_rows: int, field: str = "inputs",
+                fields: dict[str, str] | None = None, check_range: bool = True,
+                preprocessed: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """The checks every request's inputs get, whatever their format: each array against its spec
+    (:func:`check_array`: shape, dtype, finite, declared range), one batch size, at most ``max_rows`` rows.
+
+    ``arrays`` holds one array per spec (the codec checked the names). Errors name ``fields[name]``, else
+    ``"{field}.{name}"``; batch-level errors name ``field``. ``check_range=False``: the model's config
+    turned the range check off. ``preprocessed``: inputs the server makes itself from an uploaded image,
+    passed through as they are: the model's own preprocessing gives them its shape, dtype and range by
+    construction (in a multi-process server it runs later, in the engine, so here they are still the
+    decoded images). Returns the other arrays cast to the specs' dtypes."""
+    out = {s.name: arrays[s.name] if s.name in preprocessed else
+           check_array(s, arrays[s.name], fields[s.name] if fields and s.name in fields else f"{field}.{s.name}",
+                       check_range) for s in specs}
+    rows = {n: a.shape[0] for n, a in out.items()}
+    n = rows[specs[0].name]
+    if len(rows) > 1 and len(set(rows.values())) != 1:
         raise InvalidRequest(f"inputs have different batch sizes {rows}", field=field,
                              expected="equal batch sizes", received=rows)
-    n = next(iter(rows.values()))
     if n > max_rows:
         raise InvalidRequest(f"{n} rows in one request, limit is {max_rows} (TPSERVE_MAX_ROWS_PER_REQUEST)",
                              field=field, expected=f"<= {max_rows} rows", received=n)
-    return arrays
+    return out
+
+
+def check_outputs(specs: list[TensorSpec], wanted: list[str], field: str = "outputs") -> None:
+    """400 naming the output names in ``wanted`` the model does not have (checked before it runs)."""
+    available = [s.name for s in specs]
+    bad = [clip(w) for w in wanted if w not in available]
+    if bad:
+        raise InvalidRequest(f"unknown output(s) {bad}; this model has {available}", field=field,
+                             expected=available, received=bad)
+
+
+def to_batch(specs: list[TensorSpec], inputs: Any, max_rows: int, field: str = "inputs",
+             maybe_bools: bool = True, check_range: bool = True) -> dict[str, np.ndarray]:
+    """``{"name": nested list}`` (or a bare nested list for a single-input model) -> checked arrays:
+    :func:`lists_to_arrays`, then :func:`check_batch`."""
+    return check_batch(specs, lists_to_arrays(specs, inputs, field, maybe_bools), max_rows, field,
+                       check_range=check_range)
 
 
 class JsonBudget(NamedTuple):

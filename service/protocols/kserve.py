@@ -24,8 +24,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from ..errors import InvalidRequest, ModelNotReady, clip
-from ..http import deadline_from, finite_outputs, instrument, json_response, parse_json, read_body
-from ..inference import infer
+from ..http import json_response, parse_json, read_body
+from ..pipeline import Codec, run
 from ..schemas import (
     V2_INDEX_REQUEST_BODY,
     V2_REQUEST_BODY,
@@ -37,7 +37,7 @@ from ..schemas import (
     V2Ready,
     error_responses,
 )
-from ..validation import check_array, check_json_budget, numbers_array
+from ..validation import check_input_names, check_json_budget, check_outputs, numbers_array
 
 __all__ = ["router", "DATATYPES"]
 
@@ -237,11 +237,13 @@ def _parse_request(body: bytes, header_len: str | None, budget=None, model: str 
 
 
 def _input_arrays(model, payload, binary, max_rows):
+    """The request's tensors (JSON ``data`` or binary) -> (one array per input, as declared and sent;
+    where each one is in the request, for error messages)."""
     inputs = payload.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidRequest("'inputs' must be a non-empty list of tensors", field="inputs")
     specs = {s.name: s for s in model.inputs}
-    arrays, offset = {}, 0
+    arrays, fields, offset = {}, {}, 0
     for i, t in enumerate(inputs):
         field = f"inputs[{i}]"
         if not isinstance(t, dict):
@@ -316,19 +318,13 @@ def _input_arrays(model, payload, binary, max_rows):
                 raise InvalidRequest(f"{field}: 'data' has {arr.size} elements, shape {shape} needs {count}",
                                      field=f"{field}.data", expected=count, received=int(arr.size))
             arr = arr.reshape(shape)
-        if len(shape) and shape[0] > max_rows:
-            raise InvalidRequest(f"{field}: {shape[0]} rows, limit is {max_rows}", field=f"{field}.shape")
-        arrays[name] = check_array(specs[name], arr, field)
+        arrays[name] = arr
+        fields[name] = field
     if offset != len(binary):
         raise InvalidRequest(f"the body has {len(binary) - offset} bytes of binary data that no input declared",
                              expected=offset, received=len(binary))
-    missing = sorted(set(specs) - set(arrays))
-    if missing:
-        raise InvalidRequest(f"missing input(s) {missing}", field="inputs", expected=sorted(specs))
-    rows = {a.shape[0] for a in arrays.values()}
-    if len(rows) != 1:
-        raise InvalidRequest("inputs have different batch sizes", field="inputs")
-    return arrays
+    check_input_names(model.inputs, arrays)
+    return arrays, fields
 
 
 def _all_booleans(data: list) -> bool:
@@ -374,9 +370,10 @@ def _requested_outputs(model, payload) -> list[tuple[str, bool, int]]:
     out = []
     for i, o in enumerate(req):
         n = o.get("name") if isinstance(o, dict) else None
-        if n not in specs:
-            raise InvalidRequest(f"outputs[{i}]: unknown output {clip(n)!r}; this model has {names}",
-                                 field=f"outputs[{i}].name", expected=names, received=clip(n))
+        if not isinstance(n, str):
+            raise InvalidRequest(f"outputs[{i}] must be an object with a 'name' string", field=f"outputs[{i}].name",
+                                 expected=names, received=clip(n))
+        check_outputs(model.outputs, [n], f"outputs[{i}].name")
         field = f"outputs[{i}].parameters"
         params = _parameters(o, field)
         k = params.get("classification", 0)
@@ -419,8 +416,6 @@ def _encode_outputs(model, out: dict[str, np.ndarray], wanted) -> tuple[list[dic
             desc = {"name": n, "datatype": v2_datatype(a.dtype), "shape": list(a.shape)}
             raw = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes() if as_binary else None
             data = a.reshape(-1)
-            if not as_binary:     # binary output carries NaN/Inf as IEEE bytes; JSON cannot
-                finite_outputs({n: a}, "; ask for it as binary data (parameters.binary_data: true)")
         if as_binary:
             desc["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
@@ -430,39 +425,49 @@ def _encode_outputs(model, out: dict[str, np.ndarray], wanted) -> tuple[list[dic
     return outputs, chunks
 
 
-@router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)", **_INFER)
-async def infer_latest(request: Request, name: str):
-    return await _infer(request, name, None)
+class _Infer(Codec):
+    """``/infer``: JSON tensors, or a JSON header followed by binary ones; outputs as JSON, binary or
+    classification strings (``call.state``: the requested outputs)."""
 
+    route = "v2:infer"
+    hint = "; ask for it as binary data (parameters.binary_data: true)"
 
-@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version", **_INFER)
-async def infer_version(request: Request, name: str, version: str):
-    return await _infer(request, name, version)
-
-
-async def _infer(request: Request, name: str, version: str | None):
-    app = request.app
-    settings, manager = app.state.settings, app.state.manager
-    with instrument(app.state.metrics, "v2:infer") as obs:
-        entry = manager.get(name, version)
-        obs.model = entry.name
-        body = await read_body(request, settings.max_body_bytes)
-        payload, binary = _parse_request(body, request.headers.get(HEADER_LEN), manager.json_budget(entry.name),
-                                         entry.name)
+    async def decode(self, call, model):
+        payload, binary = _parse_request(call.body, call.request.headers.get(HEADER_LEN),
+                                         call.manager.json_budget(call.name), call.name)
         if not isinstance(payload.get("id", ""), str):
             raise InvalidRequest("'id' must be a string", field="id", received=type(payload["id"]).__name__)
-        arrays = _input_arrays(entry.model, payload, binary, settings.max_rows_per_request)
-        wanted = _requested_outputs(entry.model, payload)
+        call.payload = payload
+        arrays, call.fields = _input_arrays(model, payload, binary, call.settings.max_rows_per_request)
+        call.state = _requested_outputs(model, payload)
         params = payload.get("parameters") or {}
-        deadline = deadline_from(params.get("timeout_ms") if isinstance(params, dict) else None,
-                                 request.headers.get("x-request-timeout-ms"), settings.default_timeout_ms)
-        out, served = await infer(manager, entry, arrays, deadline, version)
-        outputs, chunks = _encode_outputs(entry.model, out, wanted)
+        call.timeout_ms = params.get("timeout_ms") if isinstance(params, dict) else None
+        return arrays
+
+    def json_outputs(self, call, out):
+        # binary outputs carry NaN/Inf as IEEE bytes; classification strings hold no numbers
+        return {n: out[n] for n, as_binary, k in call.state if not as_binary and not k}
+
+    def encode(self, call, entry, out, served):
+        outputs, chunks = _encode_outputs(entry.model, out, call.state)
         resp = {"model_name": entry.name, "model_version": served, "outputs": outputs}
-        if "id" in payload:
-            resp["id"] = payload["id"]
+        if "id" in call.payload:
+            resp["id"] = call.payload["id"]
         head = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)
         if not chunks:
             return Response(head, media_type="application/json")
         return Response(head + b"".join(chunks), media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(len(head))})
+
+
+_INFER_CODEC = _Infer()
+
+
+@router.post("/v2/models/{name}/infer", summary="Inference (JSON or binary tensors)", **_INFER)
+async def infer_latest(request: Request, name: str):
+    return await run(request, _INFER_CODEC, name)
+
+
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version", **_INFER)
+async def infer_version(request: Request, name: str, version: str):
+    return await run(request, _INFER_CODEC, name, version)

@@ -17,19 +17,11 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
-from ..http import (
-    deadline_from,
-    finite_outputs,
-    instrument,
-    json_response,
-    multipart_file,
-    parse_json,
-    read_body,
-)
+from ..http import content_type, json_response, parse_json
 from ..images import IMAGE_TYPES, image_row, run_image_work, top_k
-from ..inference import infer
+from ..pipeline import Codec, image_upload, run
 from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
-from ..validation import to_batch
+from ..validation import lists_to_arrays
 
 __all__ = ["router"]
 
@@ -123,7 +115,7 @@ def _decode_value(spec, value, settings, model, field):
 
 
 def _rows_to_columns(model, instances, settings):
-    """TF Serving row format -> {input: list of per-row values}."""
+    """TF Serving row format -> {input: list of per-row values, or the stacked rows of b64 images}."""
     if not isinstance(instances, list) or not instances:
         raise InvalidRequest("'instances' must be a non-empty list", field="instances", expected="list of rows")
     names = [s.name for s in model.inputs]
@@ -141,13 +133,23 @@ def _rows_to_columns(model, instances, settings):
             if len(names) != 1:
                 raise InvalidRequest(f"instance {i}: this model takes {names}; send objects", field=f"instances[{i}]")
             cols[names[0]].append(_decode_value(model.inputs[0], inst, settings, model, f"instances[{i}]"))
-    return {n: (np.stack(v) if v and isinstance(v[0], np.ndarray) else v) for n, v in cols.items()}
+    for n, v in cols.items():
+        images = sum(isinstance(x, np.ndarray) for x in v)
+        if images == len(v):
+            cols[n] = np.stack(v)
+        elif images:     # the image rows would skip the checks that the others get
+            raise InvalidRequest(f"input {n!r}: either every instance is a {{\"b64\": ...}} image or none is",
+                                 field="instances", expected="all b64 images or all nested lists")
+    return cols
 
 
 _SIGNATURES = ("", "serving_default")     # every served model has this one signature, as TF Serving names it
 
 
-def _batch_from(model, payload, settings):
+def _arrays(call, model) -> dict[str, np.ndarray]:
+    """A JSON body's ``instances`` (rows) or ``inputs`` (columns) -> one array per input, as sent (b64
+    images decoded and preprocessed: exempt from the range check); ``call.state``: the row format."""
+    payload = call.payload
     sig = payload.get("signature_name", "")
     if not isinstance(sig, str) or sig not in _SIGNATURES:
         raise InvalidRequest(f"unknown signature_name {clip(str(sig))!r}; this model serves 'serving_default'",
@@ -155,82 +157,96 @@ def _batch_from(model, payload, settings):
     if "instances" in payload and "inputs" in payload:
         raise InvalidRequest("send either 'instances' (row format) or 'inputs' (columnar), not both")
     if "instances" in payload:
-        cols = _rows_to_columns(model, payload["instances"], settings)
-        row_format = True
+        cols = _rows_to_columns(model, payload["instances"], call.settings)
+        call.field, call.state = "instances", True
     elif "inputs" in payload:
         cols = payload["inputs"]
-        if not isinstance(cols, dict):
-            cols = {model.inputs[0].name: cols} if len(model.inputs) == 1 else cols
-        row_format = False
+        if not isinstance(cols, dict) and len(model.inputs) == 1:
+            cols = {model.inputs[0].name: cols}
+        call.state = False
     else:
         raise InvalidRequest("missing 'instances' or 'inputs'", expected=["instances", "inputs"])
-    arrays = {}
-    for s in model.inputs:
-        v = cols.get(s.name) if isinstance(cols, dict) else None
-        if isinstance(v, np.ndarray):
-            from ..validation import check_array
+    body = call.body
+    maybe_bools = b"true" in body or b"false" in body
+    images = {n: v for n, v in cols.items() if isinstance(v, np.ndarray)} if call.state else None
+    if not images:
+        return lists_to_arrays(model.inputs, cols, call.field, maybe_bools)
+    call.preprocessed = tuple(images)
+    rest = [s for s in model.inputs if s.name not in images]
+    arrays = lists_to_arrays(rest, {s.name: cols[s.name] for s in rest}, call.field, maybe_bools) if rest else {}
+    return {**arrays, **images}
 
-            arrays[s.name] = check_array(s, v, s.name)
-    rest = {k: v for k, v in cols.items() if k not in arrays} if isinstance(cols, dict) else cols
-    if rest:
-        arrays.update(to_batch([s for s in model.inputs if s.name not in arrays], rest,
-                               settings.max_rows_per_request, field="instances" if row_format else "inputs"))
-    return arrays, row_format
+
+_UPLOADS = (*IMAGE_TYPES, "multipart/form-data")
+
+
+class _Predict(Codec):
+    """``:predict``: the outputs, as ``predictions`` (row format, image bodies) or ``outputs`` (columnar)."""
+
+    route = "v1:predict"
+    hint = "; the v2 binary extension (binary_data_output) carries it"
+
+    async def decode(self, call, model):
+        if content_type(call.request) in _UPLOADS:
+            call.state = True
+            return await image_upload(call, model)
+        payload = call.payload = parse_json(call.body, call.manager.json_budget(call.name), call.name)
+        call.timeout_ms = payload.get("timeout_ms")
+        self.options(call, payload)
+        if b'"b64"' in call.body:     # base64 images inside the JSON: decode them off the event loop
+            return await run_image_work(_arrays, call, model)
+        return _arrays(call, model)
+
+    def options(self, call, payload):
+        """The verb's own body fields, checked before the model runs."""
+
+    def encode(self, call, entry, out, served):
+        names = [s.name for s in entry.model.outputs]
+        if call.state:    # row format
+            if len(names) == 1:
+                return json_response({"predictions": out[names[0]]})
+            n = len(out[names[0]])
+            return json_response({"predictions": [{k: out[k][i] for k in names} for i in range(n)]})
+        return json_response({"outputs": out[names[0]] if len(names) == 1 else {k: out[k] for k in names}})
+
+
+class _Classify(_Predict):
+    """``:classify``: per row, the ``top_k`` best labels and scores of ``prob`` (else the first output)."""
+
+    route = "v1:classify"
+
+    def options(self, call, payload):
+        k = payload.get("top_k", 5)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
+        call.top_k = k
+
+    def encode(self, call, entry, out, served):
+        results = top_k(out["prob"] if "prob" in out else next(iter(out.values())), entry.model.labels, call.top_k)
+        return json_response({"results": [[[r["label"], r["score"]] for r in row] for row in results]})
+
+
+class _UnknownVerb(Codec):
+    route = "v1"
+
+    def prepare(self, call):
+        params = call.request.path_params
+        verb = _split(params.get("version_verb") or params["name_verb"])[1]
+        raise UnknownModel(f"unknown verb {clip(verb)!r}; POST supports :predict and :classify",
+                           expected=[":predict", ":classify"], received=clip(verb))
+
+
+_VERBS = {"predict": _Predict(), "classify": _Classify()}
+_UNKNOWN_VERB = _UnknownVerb()
 
 
 @router.post("/v1/models/{name_verb}", summary="TF Serving :predict / :classify", **_POST)
 async def post_model(request: Request, name_verb: str):
-    return await _post(request, name_verb, None)
+    name, verb = _split(name_verb)
+    return await run(request, _VERBS.get(verb, _UNKNOWN_VERB), name)
 
 
 @router.post("/v1/models/{name}/versions/{version_verb}", summary="TF Serving :predict / :classify (pinned)", **_POST)
 async def post_model_version(request: Request, name: str, version_verb: str):
     version, verb = _split(version_verb)
-    return await _post(request, f"{name}:{verb}" if verb else name, version)
-
-
-async def _post(request: Request, name_verb: str, version: str | None):
-    app = request.app
-    settings, manager = app.state.settings, app.state.manager
-    name, verb = _split(name_verb)
-    route = f"v1:{verb}" if verb in ("predict", "classify") else "v1"
-    with instrument(app.state.metrics, route) as obs:
-        if verb not in ("predict", "classify"):
-            raise UnknownModel(f"unknown verb {clip(verb)!r}; POST supports :predict and :classify",
-                               expected=[":predict", ":classify"], received=clip(verb))
-        entry = manager.get(name, version)
-        obs.model = entry.name
-        model = entry.model
-        body = await read_body(request, settings.max_body_bytes)
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype in IMAGE_TYPES or ctype == "multipart/form-data":
-            data = await multipart_file(request, body) if ctype == "multipart/form-data" else body
-            arrays = {model.inputs[0].name: (await run_image_work(image_row, model, data, settings))[None]}
-            payload, row_format = {}, True
-        else:
-            payload = parse_json(body, manager.json_budget(entry.name), entry.name)
-            if b'"b64"' in body:     # base64 images inside the JSON: decode them off the event loop
-                arrays, row_format = await run_image_work(_batch_from, model, payload, settings)
-            else:
-                arrays, row_format = _batch_from(model, payload, settings)
-        deadline = deadline_from(payload.get("timeout_ms"), request.headers.get("x-request-timeout-ms"),
-                                 settings.default_timeout_ms)
-        k = payload.get("top_k", 5)
-        if verb == "classify" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            # checked before running the model
-            raise InvalidRequest("'top_k' must be a positive integer", field="top_k", received=str(k)[:20])
-        out, _ = await infer(manager, entry, arrays, deadline, version)
-        finite_outputs(out, "; the v2 binary extension (binary_data_output) carries it")
-        if verb == "classify":
-            prob_name = "prob" if "prob" in out else next(iter(out))
-            results = top_k(out[prob_name], model.labels, k)
-            return json_response({"results": [[[r["label"], r["score"]] for r in row] for row in results]})
-        names = [s.name for s in model.outputs]
-        if row_format:
-            n = len(next(iter(out.values())))
-            if len(names) == 1:
-                preds = out[names[0]]
-            else:
-                preds = [{k: out[k][i] for k in names} for i in range(n)]
-            return json_response({"predictions": preds})
-        return json_response({"outputs": out[names[0]] if len(names) == 1 else {k: out[k] for k in names}})
+    return await run(request, _VERBS.get(verb, _UNKNOWN_VERB), name, version)

@@ -93,18 +93,20 @@ def pixels(name="pixels", **kw):
 class FakeRepository:
     """scan()/load() over a dict of ready-made models; ``broken`` maps names to scan errors,
     ``fail_load`` names models whose load raises. ``load_gate`` (an Event), when given, holds every
-    load until the test sets it; ``loading`` is set as soon as a load has started."""
+    load until the test sets it; ``loading`` is set as soon as a load has started. ``unchecked_ranges``
+    names models whose config says ``validate_range: false``."""
 
-    def __init__(self, models, broken=None, fail_load=(), load_delay_s=0.0, load_gate=None):
+    def __init__(self, models, broken=None, fail_load=(), load_delay_s=0.0, load_gate=None, unchecked_ranges=()):
         self.models = {m.name: m for m in models}
         self.broken = broken or {}
         self.fail_load = set(fail_load)
         self.load_delay_s = load_delay_s
         self.load_gate = load_gate
         self.loading = threading.Event()
+        self.unchecked_ranges = set(unchecked_ranges)
 
     def scan(self):
-        out = [ModelConfig(n, "fake") for n in self.models]
+        out = [ModelConfig(n, "fake", validate_range=n not in self.unchecked_ranges) for n in self.models]
         out += [ModelConfig(n, "fake") for n in self.fail_load]
         out += list(self.broken.items())
         return out
