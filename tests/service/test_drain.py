@@ -17,6 +17,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from .fakes import PATIENCE_S, wait_until
 from .realmodel import REPO, ROOT, heldout
@@ -37,10 +38,12 @@ def _status(url: str, path: str) -> int | None:
         return None
 
 
-def test_sigterm_drains_accepted_requests_and_exits_zero(tmp_path):
+@pytest.mark.parametrize("workers", ["2", "0"], ids=["front-ends", "embedded"])
+def test_sigterm_drains_accepted_requests_and_exits_zero(tmp_path, workers):
     port = _free_port()
     env = dict(os.environ, TPSERVE_DRAIN_GRACE_S=str(GRACE_S), TPSERVE_SHUTDOWN_TIMEOUT_S="20",
-               TF_CPP_MIN_LOG_LEVEL="2", TPSERVE_INTRA_OP_THREADS="2", TPSERVE_INTER_OP_THREADS="2")
+               TF_CPP_MIN_LOG_LEVEL="2", TPSERVE_INTRA_OP_THREADS="2", TPSERVE_INTER_OP_THREADS="2",
+               TPSERVE_WORKERS=workers)
     log = open(tmp_path / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(port), "--model-repository", str(REPO)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
