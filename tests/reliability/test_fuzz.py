@@ -173,7 +173,9 @@ def model_inputs(draw, model):
     rows = draw(st.integers(1, 6))
     if model == "pixels":
         return draw(hnp.arrays(np.uint8, (rows, 2, 2))).tolist()
-    return draw(hnp.arrays(np.float32, (rows, 3), elements=st.floats(width=32, allow_nan=False, allow_infinity=False))).tolist()
+    # the echo model computes 2x and a row sum in float32 (max 3.4e38): values below 2**120 keep both finite;
+    # an output holding Inf is the documented 500 (JSON cannot carry it), not a server fault under test here
+    return draw(hnp.arrays(np.float32, (rows, 3), elements=st.floats(-2.0 ** 120, 2.0 ** 120, width=32))).tolist()
 
 
 def assert_no_server_error(response):
