@@ -6,6 +6,7 @@ STAMP := $(VENV)/.installed-dev
 RUN_STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_ARGS ?=
+GPU_CHECK_ARGS ?=
 # Every pip install below takes its versions from this lock (the image uses the same file).
 LOCK := requirements.lock
 UV_VERSION := 0.13.9
@@ -17,7 +18,7 @@ PORT ?=
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: test serve lint install install-dev bench soak clean lock protos
+.PHONY: test serve lint install install-dev bench gpu-check soak clean lock protos
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +59,15 @@ $(BENCH_STAMP): pyproject.toml $(LOCK) | $(PY)
 # make bench BENCH_ARGS=--quick for a short run.
 bench: $(RUN_STAMP) $(BENCH_STAMP)
 	$(PY) -m bench.report $(BENCH_ARGS)
+
+# GPU machine check (bench/gpu_check.py): GPUs seen, native NHWC/NCHW kernels, one replica per GPU,
+# engine rows/s at batch 1..256 and served req/s at c=64/256 per TPSERVE_WORKERS (default 1,2,4)
+# -> bench/results/gpu-check-<date>.json. Where nvidia-smi exists, TensorFlow's CUDA wheels are added
+# from the lock first. Exits 2 without a GPU; GPU_CHECK_ARGS=--allow-cpu runs the same steps on the CPU.
+gpu-check: $(RUN_STAMP) $(BENCH_STAMP)
+	@if command -v nvidia-smi >/dev/null 2>&1 && [ ! -f $(VENV)/.installed-cuda ]; then \
+		$(PY) -m pip install --quiet -c $(LOCK) 'tensorflow[and-cuda]' && touch $(VENV)/.installed-cuda; fi
+	$(PY) -m bench.gpu_check $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check layers model_zoo service tests bench examples
