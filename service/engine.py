@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 
+import numpy as np
 import orjson
 
 from .errors import InvalidRequest
@@ -41,7 +42,8 @@ def _entry_wire(e: ModelEntry) -> dict:
         "batching": e.batching.model_dump(),
         "oldest_running_s": e.batcher.oldest_running_s() if e.batcher is not None else 0.0,
         "config": None if e.config is None else {
-            "architecture": e.config.architecture, "options": e.config.options, "batching": e.config.batching},
+            "architecture": e.config.architecture, "options": e.config.options, "batching": e.config.batching,
+            "validate_range": e.config.validate_range},
         "model": None if m is None else {
             "name": m.name, "version": m.version, "architecture": m.architecture, "labels": m.labels,
             "devices": list(m.devices), "inputs": [s.to_wire() for s in m.inputs],
@@ -56,11 +58,15 @@ def snapshot(manager: ModelManager) -> dict:
             "liveness": manager.liveness(), "entries": [_entry_wire(e) for e in manager.entries.values()]}
 
 
-def _preprocess(model, rgb):
+def _preprocess(model, arrays: dict[str, np.ndarray], images: dict[str, int]) -> dict[str, np.ndarray]:
+    """``"<input>/<i>"`` decoded images -> ``<input>``: the model's preprocessed rows, stacked."""
     pre = getattr(model, "preprocess_image", None)
     if pre is None:
         raise InvalidRequest(f"model {model.name!r} does not take images", field="image")
-    return pre(rgb)
+    out = {k: v for k, v in arrays.items() if "/" not in k}
+    for name, n in images.items():
+        out[name] = np.stack([pre(arrays[f"{name}/{i}"]) for i in range(n)])
+    return out
 
 
 class _Hold:
@@ -146,9 +152,8 @@ class Engine:
             arrays = views(src, msg["in"])
             version = msg.get("v")
             entry = self.manager.get(msg["m"], version)
-            if msg.get("img"):      # a decoded upload: the model's own preprocessing, off the event loop
-                (name, rgb), = arrays.items()
-                arrays = {name: (await run_image_work(_preprocess, entry.model, rgb[0]))[None]}
+            if msg.get("img"):      # decoded uploads: the model's own preprocessing, off the event loop
+                arrays = await run_image_work(_preprocess, entry.model, arrays, msg["img"])
             try:
                 outputs, served = await self.manager.infer(entry, arrays, msg.get("d"), version, hold)
             except asyncio.CancelledError:

@@ -22,6 +22,7 @@ from PIL import Image
 from .errors import InvalidRequest, PayloadTooLarge, ServiceError
 
 __all__ = ["decode_image", "UnsupportedMediaType", "IMAGE_TYPES", "top_k", "image_row", "run_image_work",
+           "RawImage", "RawImageBatch", "defer_preprocessing", "stack_rows",
            "needed_size", "REDUCE_ABOVE_PIXELS"]
 
 IMAGE_TYPES = {"image/png": "PNG", "image/jpeg": "JPEG", "image/jpg": "JPEG"}
@@ -117,6 +118,35 @@ def image_row(model, data: bytes, settings, field: str = "image") -> np.ndarray:
         raise InvalidRequest(f"model {model.name!r} does not take images", field=field)
     rgb = decode_image(data, settings.max_image_pixels, settings.max_image_side, needed_size(model))
     return pre(rgb)
+
+
+class RawImage(np.ndarray):
+    """A decoded upload (HxWx3 uint8 RGB) whose model-specific preprocessing is left to the engine process.
+
+    The architectures' image transforms live with the models in the engine (the zoo imports
+    TensorFlow); a front end does the expensive, attacker-controlled part (decoding, with the size
+    limits and the early reduction above) and the engine runs the model's ``preprocess_image`` on its
+    own image thread pool (:mod:`service.engine`)."""
+
+
+class RawImageBatch(list):
+    """Several :class:`RawImage` rows for one input (TF Serving ``b64`` instances; sizes may differ)."""
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self),)
+
+
+def defer_preprocessing(rgb: np.ndarray) -> RawImage:
+    """A front end's ``preprocess_image``: only marks the decoded image for the engine."""
+    return np.ascontiguousarray(rgb).view(RawImage)
+
+
+def stack_rows(rows: list[np.ndarray]):
+    """Image rows of one input -> the batch: stacked, or a :class:`RawImageBatch` of decoded images."""
+    if rows and isinstance(rows[0], RawImage):
+        return RawImageBatch(rows)
+    return np.stack(rows)
 
 
 async def run_image_work(fn, *args):

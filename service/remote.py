@@ -21,31 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batcher import ModelUnavailable, ShuttingDown
+from .images import RawImage, RawImageBatch, defer_preprocessing
 from .ipc import FramedProtocol, decode_error
 from .manager import ModelEntry, ModelManager
 from .model import ModelConfig, TensorSpec
 from .settings import BatchingOptions
 from .shm import Arena, Segment, aligned, nbytes, views, write_arrays
 
-__all__ = ["RemoteManager", "EngineClient", "ModelInfo", "RawImage", "STALE_READY_S", "STALE_LIVE_S"]
+__all__ = ["RemoteManager", "EngineClient", "ModelInfo", "STALE_READY_S", "STALE_LIVE_S"]
 
 logger = logging.getLogger("tpserve.frontend")
 
 STALE_READY_S = 2.0
 STALE_LIVE_S = 10.0
-
-
-class RawImage(np.ndarray):
-    """A decoded upload (HxWx3 uint8 RGB) whose model-specific preprocessing is left to the engine.
-
-    The architectures' image transforms live with the models in the engine process (the zoo imports
-    TensorFlow); the front end does the expensive, attacker-controlled part (decoding, with the size
-    limits and the early reduction of :mod:`service.images`) and the engine runs the model's
-    ``preprocess_image`` on its image thread pool."""
-
-
-def _defer_preprocessing(rgb: np.ndarray) -> RawImage:
-    return np.ascontiguousarray(rgb).view(RawImage)
 
 
 @dataclass
@@ -63,7 +51,7 @@ class ModelInfo:
 
     def __post_init__(self):
         # what service.images.image_row calls: here it only marks the decoded image for the engine
-        self.preprocess_image = _defer_preprocessing if self.takes_images else None
+        self.preprocess_image = defer_preprocessing if self.takes_images else None
 
     @classmethod
     def from_wire(cls, d: dict) -> ModelInfo:
@@ -87,6 +75,22 @@ class RemoteEntry(ModelEntry):
 
     def status(self) -> dict:
         return self._status or {"name": self.name, "state": self.state, "version": self.version}
+
+
+def _split_images(arrays: dict) -> tuple[dict[str, np.ndarray], dict[str, int] | None]:
+    """Decoded uploads travel one array per image (``"<input>/<i>"``; the engine preprocesses and stacks
+    them): returns the arrays to send and {input: images} (None when there are none)."""
+    images = {}
+    out = {}
+    for name, a in arrays.items():
+        if isinstance(a, RawImage):            # one upload: shape (1, H, W, 3)
+            a = RawImageBatch([a[0]])
+        if isinstance(a, RawImageBatch):
+            images[name] = len(a)
+            out.update({f"{name}/{i}": np.asarray(img) for i, img in enumerate(a)})
+        else:
+            out[name] = a
+    return out, images or None
 
 
 class EngineClient:
@@ -127,9 +131,8 @@ class EngineClient:
 
     async def infer(self, name: str, info: ModelInfo, arrays: dict[str, np.ndarray], deadline: float | None,
                     version: str | None) -> tuple[dict[str, np.ndarray], str]:
-        first = next(iter(arrays.values()))
-        rows = len(first)
-        image = isinstance(first, RawImage)      # one decoded upload, to be preprocessed by the engine
+        rows = len(next(iter(arrays.values())))
+        arrays, images = _split_images(arrays)
         in_bytes = nbytes(arrays.values())
         out_bytes = info.output_nbytes(rows) or 0
         region = self.arena.alloc(in_bytes + out_bytes)
@@ -148,7 +151,7 @@ class EngineClient:
             raise
         self._proto.send({"t": "i", "id": rid, "m": name, "v": version, "d": deadline, "in": described,
                           "seg": seg.name if seg is not None else None, "ro": out_region, "rn": out_bytes,
-                          "img": image})
+                          "img": images})
         try:
             return await fut
         except asyncio.CancelledError:
@@ -247,7 +250,8 @@ class RemoteManager(ModelManager):
                 cfg = d["config"]
                 entry = self.entries[d["name"]] = RemoteEntry(
                     d["name"], None if cfg is None else ModelConfig(d["name"], cfg["architecture"], cfg["options"],
-                                                                    cfg["batching"]))
+                                                                    cfg["batching"],
+                                                                    validate_range=cfg["validate_range"]))
             m = d["model"]
             if m is None:
                 entry.model = None

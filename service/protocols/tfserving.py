@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 
 from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
 from ..http import content_type, json_response, parse_json
-from ..images import IMAGE_TYPES, image_row, run_image_work, top_k
+from ..images import IMAGE_TYPES, RawImageBatch, image_row, run_image_work, stack_rows, top_k
 from ..pipeline import Codec, image_upload, run
 from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
 from ..validation import lists_to_arrays
@@ -136,7 +136,7 @@ def _rows_to_columns(model, instances, settings):
     for n, v in cols.items():
         images = sum(isinstance(x, np.ndarray) for x in v)
         if images == len(v):
-            cols[n] = np.stack(v)
+            cols[n] = stack_rows(v)
         elif images:     # the image rows would skip the checks that the others get
             raise InvalidRequest(f"input {n!r}: either every instance is a {{\"b64\": ...}} image or none is",
                                  field="instances", expected="all b64 images or all nested lists")
@@ -168,7 +168,7 @@ def _arrays(call, model) -> dict[str, np.ndarray]:
         raise InvalidRequest("missing 'instances' or 'inputs'", expected=["instances", "inputs"])
     body = call.body
     maybe_bools = b"true" in body or b"false" in body
-    images = {n: v for n, v in cols.items() if isinstance(v, np.ndarray)} if call.state else None
+    images = {n: v for n, v in cols.items() if isinstance(v, (np.ndarray, RawImageBatch))} if call.state else None
     if not images:
         return lists_to_arrays(model.inputs, cols, call.field, maybe_bools)
     call.preprocessed = tuple(images)

@@ -202,6 +202,27 @@ def test_a_request_larger_than_the_arena_goes_through_a_one_off_segment_that_is_
     assert manager.client.arena.used == 0
 
 
+def test_the_declared_range_is_checked_in_the_front_end_unless_the_model_config_turns_it_off(tmp_path):
+    from .fakes import scaler
+
+    settings = Settings()
+    strict, loose = scaler("strict"), scaler("loose")
+    for m in (strict, loose):
+        m.inputs = [TensorSpec("x", np.dtype("float32"), (3,), (0.0, 1.0))]
+    with EngineThread(settings, FakeRepository([strict, loose], unchecked_ranges={"loose"}),
+                      str(tmp_path / "e.sock")) as engine:
+        metrics = Metrics(CollectorRegistry())
+        manager = RemoteManager(settings, metrics, engine.socket_path, 1 << 20, on_engine_lost=lambda: None)
+        with serve(create_app(settings, manager=manager, metrics=metrics)) as srv, \
+                httpx.Client(base_url=srv.url, timeout=PATIENCE_S) as client:
+            wait_until(lambda: client.get("/readyz").status_code == 200, "the front end to be ready")
+            r = client.post("/predict", json={"model": "strict", "inputs": [[0.5, 0.5, 0.5], [5.0, 0.5, -2.0]]})
+            assert r.status_code == 400 and r.json()["received"] == {"row": 1, "value": 5.0}, r.text
+            r = client.post("/predict", json={"model": "loose", "inputs": [[5.0, 0.5, -2.0]]})
+            assert r.status_code == 200, r.text
+            assert r.json()["outputs"]["y"] == [[5.0, 0.5, -2.0]]
+
+
 def test_a_full_queue_in_the_engine_is_a_429_with_retry_after_at_the_front_end(split):
     held = HeldModel(doubler())
     settings = Settings(batching={"max_batch_size": 1, "max_queue_size": 2})
@@ -384,6 +405,30 @@ def test_an_uploaded_png_is_decoded_by_a_front_end_and_preprocessed_by_the_engin
     r = httpx.post(two_front_ends.url + "/v1/models/digits:classify",
                    files={"image": ("d.png", buf.getvalue(), "image/png")})
     assert r.status_code == 200 and r.json()["results"][0][0][0] == top[0]["label"], r.text
+
+
+def test_tf_serving_b64_images_of_different_sizes_are_preprocessed_by_the_engine(two_front_ends):
+    import base64
+
+    from PIL import Image
+
+    x, _ = heldout()
+    bodies, refs = [], []
+    for i, side in ((3, 28), (5, 56)):
+        img = Image.fromarray((x[i] * 255).round().astype(np.uint8)).resize((side, side), Image.NEAREST)
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="PNG")
+        bodies.append({"b64": base64.b64encode(buf.getvalue()).decode()})
+        refs.append(np.array(img, np.float32) / 255.0)
+    r = httpx.post(two_front_ends.url + "/v1/models/digits:predict", json={"instances": bodies}, timeout=PATIENCE_S)
+    assert r.status_code == 200, r.text
+    got = np.array([p["prob"] for p in r.json()["predictions"]])
+    from model_zoo import get
+
+    zoo = get("mnist-convnet")
+    ref = reference_outputs(np.stack([zoo.preprocess_image(np.asarray(Image.fromarray(
+        (im * 255).round().astype(np.uint8)).convert("RGB"))) for im in refs]))["prob"]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
 def test_a_killed_front_end_is_restarted_and_its_counts_are_kept(two_front_ends):
