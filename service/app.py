@@ -14,7 +14,7 @@ from .docs import ASSETS_PATH, DOCS_PATHS, docs_served, install_docs
 from .http import HeadAsGet, add_error_handlers, json_response
 from .manager import ModelManager
 from .metrics import Metrics
-from .protocols import kserve, predict, tfserving
+from .protocols import kserve, predict, stats, tfserving
 from .schemas import LiveStatus, ModelStatus, ReadyStatus
 from .settings import Settings
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     passes ``manager`` (the engine's mirror, same interface: ``start``/``stop``/``get``/``find``/...)
     and its ``metrics`` instead; ``registry`` then is what ``/metrics`` collects."""
     settings = settings or Settings()
+    front_end = manager is not None       # one of several front-end processes (service.frontend)
     if manager is None:
         metrics = Metrics(registry)
         if repository is None:
@@ -56,9 +57,18 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
 
         loading.add_done_callback(_loaded)
         app.state.loading = loading
+        grpc_server = None
+        if settings.grpc_port:
+            from .grpc import start_grpc_server
+
+            # several front-end processes share the gRPC port as they share the HTTP one (SO_REUSEPORT);
+            # one process alone binds it exclusively, so a port in use is an error, not a silent share
+            grpc_server = await start_grpc_server(settings, manager, metrics, reuse_port=front_end)
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(3.0)
             # one deadline (TPSERVE_SHUTDOWN_TIMEOUT_S, or the SIGTERM drain's) for everything; a load
             # still running is cancelled and never swapped in
             await manager.stop()
@@ -101,6 +111,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
 
     app.include_router(predict.router)
     app.include_router(tfserving.router)
+    app.include_router(stats.router)    # before kserve: /v2/models/stats is not a model named "stats"
     app.include_router(kserve.router)
     if settings.api_keys:
         docs = docs_served(settings)

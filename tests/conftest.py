@@ -6,6 +6,9 @@ Graphs are built with ``tf.Graph().as_default()``; eager execution is never disa
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Apps and servers under test open no gRPC port unless a test asks for one (several test servers, and
+# other test runs on the machine, would all want 8001).
+os.environ.setdefault("TPSERVE_GRPC_PORT", "0")
 
 from pathlib import Path  # noqa: E402
 

@@ -154,10 +154,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ServerMetadata(self, request, context):
         meta = await kserve.server_metadata()
-        extensions = list(meta["extensions"])
-        if "statistics" not in extensions:
-            extensions.append("statistics")
-        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=extensions)
+        return pb.ServerMetadataResponse(name=meta["name"], version=meta["version"], extensions=meta["extensions"])
 
     async def ModelMetadata(self, request, context):
         async def metadata():

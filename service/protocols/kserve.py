@@ -57,7 +57,7 @@ def v2_datatype(dtype) -> str:
 @router.get("/v2", summary="Server metadata")
 async def server_metadata():
     return {"name": "tpserve", "version": "0.1.0", "extensions": [
-        "binary_tensor_data", "classification", "model_configuration", "model_repository"]}
+        "binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics"]}
 
 
 @router.get("/v2/health/live", summary="Liveness (the same answer as /healthz)",

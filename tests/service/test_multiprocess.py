@@ -361,7 +361,7 @@ def _counter(text: str, name: str, **labels) -> float:
 
 @pytest.fixture(scope="module")
 def two_front_ends(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("mp"))
+    srv = Server(tmp_path_factory.mktemp("mp"), "--grpc-port", str(_free_port()))
     try:
         srv.wait_ready()
         yield srv
@@ -429,6 +429,25 @@ def test_tf_serving_b64_images_of_different_sizes_are_preprocessed_by_the_engine
     ref = reference_outputs(np.stack([zoo.preprocess_image(np.asarray(Image.fromarray(
         (im * 255).round().astype(np.uint8)).convert("RGB"))) for im in refs]))["prob"]
     np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_grpc_is_served_by_the_front_ends_like_http(two_front_ends):
+    import tritonclient.grpc as grpcclient
+
+    srv = two_front_ends
+    port = int(re.search(r"--grpc-port', '(\d+)", str(srv.proc.args)).group(1))
+    x, _ = heldout()
+    http = httpx.post(srv.url + "/predict", json={"inputs": x[:3].tolist()}).json()["outputs"]["prob"]
+    for _ in range(3):          # new channels: the kernel spreads them over the front ends' shared port
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            assert client.is_server_ready()
+            inp = grpcclient.InferInput("input", [3, 28, 28], "FP32")
+            inp.set_data_from_numpy(x[:3].astype(np.float32))
+            result = client.infer("digits", [inp], outputs=[grpcclient.InferRequestedOutput("prob")])
+            np.testing.assert_allclose(result.as_numpy("prob"), np.array(http), atol=1e-6)
+        finally:
+            client.close()
 
 
 def test_a_killed_front_end_is_restarted_and_its_counts_are_kept(two_front_ends):
