@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from .auth import ApiKeyMiddleware
 from .docs import ASSETS_PATH, DOCS_PATHS, docs_served, install_docs
+from .fastpath import App
 from .http import HeadAsGet, add_error_handlers, json_response
 from .manager import ModelManager
 from .metrics import Metrics
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
             await manager.stop()
 
     # docs: see service.docs; no trailing-slash redirects: Starlette builds them from the client's Host header
-    app = FastAPI(title="tpserve", version="0.1.0", lifespan=lifespan,
+    app = App(title="tpserve", version="0.1.0", lifespan=lifespan,
                   description="Serves tensorpack-style TensorFlow models with dynamic batching.",
                   docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.state.settings = settings
@@ -115,8 +116,9 @@ def create_app(settings: Settings | None = None, *, registry: CollectorRegistry 
     app.include_router(kserve.router)
     if settings.api_keys:
         docs = docs_served(settings)
-        app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys,
-                           open_paths=[*settings.open_paths, *(DOCS_PATHS if docs else ())],
-                           open_prefixes=(ASSETS_PATH + "/",) if docs else ())
+        keys = {"keys": settings.api_keys, "open_paths": [*settings.open_paths, *(DOCS_PATHS if docs else ())],
+                "open_prefixes": (ASSETS_PATH + "/",) if docs else ()}
+        app.add_middleware(ApiKeyMiddleware, **keys)
+        app.protect(ApiKeyMiddleware, **keys)       # the inference routes' direct path (service.fastpath)
     app.add_middleware(HeadAsGet)
     return app
