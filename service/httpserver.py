@@ -11,7 +11,8 @@ holes, for ``python -m service`` and for the tests' in-process servers alike:
 * ``header_timeout_s`` from the connection's start (or from a keep-alive request's first byte) to
   the end of its headers: a silent connection is closed, a half-sent request gets 408 and is closed;
 * ``keep_alive_timeout_s``: an idle keep-alive connection is closed (uvicorn's own timer);
-* ``max_connections``: beyond it uvicorn answers 503 and closes (its ``limit_concurrency``).
+* ``max_connections``: beyond it uvicorn answers 503 and closes (its ``limit_concurrency``; in the
+  multi-process server each front end gets its share).
 Request bodies have their own timeout in the app (``body_timeout_s``).
 """
 from __future__ import annotations
@@ -135,4 +136,7 @@ def uvicorn_limits(settings) -> dict:
         "http": bounded_protocol(settings.max_header_count, settings.max_header_bytes, settings.header_timeout_s),
         "timeout_keep_alive": settings.keep_alive_timeout_s,
         "limit_concurrency": settings.max_connections,
+        # no X-Forwarded-* rewriting: tpserve never uses the client's address, and the middleware cost
+        # a few percent of the front end's CPU per request
+        "proxy_headers": False,
     }

@@ -52,6 +52,8 @@ class ModelInfo:
     def __post_init__(self):
         # what service.images.image_row calls: here it only marks the decoded image for the engine
         self.preprocess_image = defer_preprocessing if self.takes_images else None
+        sizes = [s.static_nbytes(1) for s in self.outputs]
+        self._out_row_bytes = None if None in sizes else sizes
 
     @classmethod
     def from_wire(cls, d: dict) -> ModelInfo:
@@ -59,8 +61,10 @@ class ModelInfo:
                    [TensorSpec.from_wire(s) for s in d["outputs"]], d["labels"], d["devices"], d["takes_images"])
 
     def output_nbytes(self, rows: int) -> int | None:
-        sizes = [s.static_nbytes(rows) for s in self.outputs]
-        return None if None in sizes else sum(aligned(n) for n in sizes)
+        """Room for ``rows`` rows of every output, or None when an output's shape is not fixed."""
+        if self._out_row_bytes is None:
+            return None
+        return sum(aligned(rows * n) for n in self._out_row_bytes)
 
 
 class RemoteEntry(ModelEntry):

@@ -68,12 +68,18 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str, check_range: bool
         raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values, got {arr.dtype.name} (booleans and "
                              "numbers are not converted into each other)", field=field, expected=dtype.name,
                              received=arr.dtype.name)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf (or numbers beyond the range of "
-                             f"{arr.dtype.name})", field=field, expected="finite numbers", received="NaN/Inf")
+    # float data: one min and one max answer finiteness (NaN propagates into both, an Inf is one of
+    # them), the float64 -> float32 overflow check and, below, the declared range
+    lo = hi = None
+    if arr.dtype.kind == "f" and arr.size:
+        lo, hi = arr.min().item(), arr.max().item()
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise InvalidRequest(f"input {spec.name!r} contains NaN or Inf (or numbers beyond the range of "
+                                 f"{arr.dtype.name})", field=field, expected="finite numbers", received="NaN/Inf")
     if dtype.kind == "f" and arr.size and arr.dtype != dtype:
         lim = float(np.finfo(dtype).max)     # e.g. FP64 data for a float32 input: no silent overflow to Inf
-        lo, hi = arr.min().item(), arr.max().item()
+        if lo is None:                       # integer data
+            lo, hi = arr.min().item(), arr.max().item()
         if lo < -lim or hi > lim:
             raise InvalidRequest(f"input {spec.name!r} takes {dtype.name} values, got values beyond its range "
                                  f"+-{lim:g}", field=field, expected=f"|x| <= {lim:g}", received=f"[{lo:g}, {hi:g}]")
@@ -90,20 +96,25 @@ def check_array(spec: TensorSpec, arr: np.ndarray, field: str, check_range: bool
                                  field=field, expected=dtype.name, received="fractional numbers")
     arr = arr.astype(dtype, copy=False)
     if check_range and spec.value_range and arr.size:
-        _check_range(spec, arr, field)
+        if lo is not None and dtype.kind == "f":
+            lo, hi = dtype.type(lo), dtype.type(hi)    # rounding is monotonic: the min and max of the cast data
+        _check_range(spec, arr, field, lo, hi)
     return arr
 
 
-def _check_range(spec: TensorSpec, arr: np.ndarray, field: str) -> None:
+def _check_range(spec: TensorSpec, arr: np.ndarray, field: str, lo=None, hi=None) -> None:
     """400 naming the first row (and its first value) outside ``spec.value_range`` (bounds included).
 
-    Two vectorised reductions on the way through; the row is looked for only once one is out."""
+    Two vectorised reductions on the way through (none when the caller has the data's min and max);
+    the row is looked for only once one is out."""
     low, high = spec.value_range
-    lo, hi = (arr.dtype.type(low), arr.dtype.type(high)) if arr.dtype.kind == "f" else (low, high)
-    if arr.min() >= lo and arr.max() <= hi:     # compared in the input's dtype: a float32 bound is itself in range
+    low_t, high_t = (arr.dtype.type(low), arr.dtype.type(high)) if arr.dtype.kind == "f" else (low, high)
+    if lo is None:
+        lo, hi = arr.min(), arr.max()
+    if lo >= low_t and hi <= high_t:     # compared in the input's dtype: a float32 bound is itself in range
         return
     rows = arr.reshape(len(arr), -1)
-    out = (rows < lo) | (rows > hi)
+    out = (rows < low_t) | (rows > high_t)
     row = int(out.any(axis=1).argmax())
     value = rows[row][out[row]][0].item()
     raise InvalidRequest(f"input {spec.name!r}: row {row} holds {value:g}, outside the input's declared range "
@@ -112,12 +123,13 @@ def _check_range(spec: TensorSpec, arr: np.ndarray, field: str) -> None:
                          received={"row": row, "value": value})
 
 
-def numbers_array(value: Any, what: str, field: str, shape_hint: str = "numbers",
+def numbers_array(value: Any, what: str, field: str, shape_hint: str | TensorSpec = "numbers",
                   maybe_bools: bool = True) -> np.ndarray:
     """A nested list of JSON numbers -> an array whose dtype NumPy inferred (float64 or int64).
 
     Strings, booleans and nulls are refused in every position, never coerced (NumPy would turn "5" and
-    true into numbers); the error names the first offender. ``maybe_bools=False`` is the caller's promise
+    true into numbers); the error names the first offender (and ``shape_hint``: the expected shape, or the
+    spec to take it from). ``maybe_bools=False`` is the caller's promise
     that the body has no ``true``/``false`` token, which skips the per-element type walk.
     """
     if not isinstance(value, list):
@@ -133,7 +145,8 @@ def numbers_array(value: Any, what: str, field: str, shape_hint: str = "numbers"
     if arr is None or arr.dtype.kind == "O":
         reason = _describe_bad_list(value) or "values that are not numbers"
         raise InvalidRequest(f"{what} must be a rectangular nested list of numbers, got {reason}",
-                             field=field, expected=shape_hint, received=reason)
+                             field=field, received=reason, expected=shape_hint if isinstance(shape_hint, str)
+                             else f"{shape_str((None, *shape_hint.shape))} numbers")   # (text made only on error)
     if arr.dtype.kind in "USVb" or (maybe_bools and arr.size and bool in set(
             map(type, np.array(value, dtype=object).ravel().tolist()))):
         reason = _describe_bad_list(value) or ("strings" if arr.dtype.kind in "USV" else "booleans")
@@ -172,8 +185,8 @@ def lists_to_arrays(specs: list[TensorSpec], inputs: Any, field: str = "inputs",
                              f"model), got {type(inputs).__name__}", field=field,
                              expected="object or list", received=type(inputs).__name__)
     check_input_names(specs, inputs, field)
-    return {s.name: numbers_array(inputs[s.name], f"input {s.name!r}", f"{field}.{s.name}",
-                                  f"{shape_str((None, *s.shape))} numbers", maybe_bools) for s in specs}
+    return {s.name: numbers_array(inputs[s.name], f"input {s.name!r}", f"{field}.{s.name}", s, maybe_bools)
+            for s in specs}
 
 
 def check_batch(specs: list[TensorSpec], arrays: dict[str, np.ndarray], max_rows: int, field: str = "inputs",
