@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .batcher import BatcherError
 from .errors import ServiceError
@@ -81,6 +81,8 @@ class App(FastAPI):
             response = await endpoint(request, **params)
         except (ServiceError, BatcherError) as e:
             response = error_response(e)
+        except ClientDisconnect:
+            return                  # nobody to answer (uvicorn knows the client left)
         except Exception:
             logger.exception("unexpected error serving POST %s", scope["path"][:200])
             response = json_response({"error": "internal server error (the server log has the details)"},

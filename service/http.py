@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import orjson
@@ -13,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from .batcher import (
@@ -176,13 +176,23 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
             raise PayloadTooLarge(f"request body is {n} bytes, the limit is {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
                                   expected=f"<= {limit} bytes", received=n, headers=_CLOSE)
     chunks, size = [], 0
+    receive = request.receive       # the ASGI messages themselves: no stream generator per request
     try:
         async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
                     raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
                                           expected=f"<= {limit} bytes", received=f"> {limit} bytes", headers=_CLOSE)
+                if not message.get("more_body", False):
+                    if not chunks:
+                        return chunk        # one message: the usual case
+                    chunks.append(chunk)
+                    break
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s ({size} bytes received; "
@@ -230,26 +240,26 @@ def deadline_from(payload_timeout_ms, header_value: str | None, default_ms: floa
     return time.monotonic() + value / 1000.0
 
 
-class _Obs:
-    model = "unknown"
-    code = 200
+class instrument:
+    """``with instrument(metrics, route) as obs:``: count the request and time it, by model/route/status,
+    whatever happens (``obs.model``/``obs.code`` may be set inside; an exception sets the code it maps
+    to). A class, not a generator context manager: it runs on every request."""
 
+    __slots__ = ("metrics", "route", "model", "code", "t0")
 
-@contextmanager
-def instrument(metrics: Metrics, route: str):
-    """Count the request and time it, by model/route/status, whatever happens."""
-    obs = _Obs()
-    t0 = time.monotonic()
-    try:
-        yield obs
-    except (ServiceError, BatcherError) as e:
-        obs.code = to_service_error(e).status
-        raise
-    except Exception:
-        obs.code = 500
-        raise
-    finally:
-        metrics.observe_request(obs.model, route, str(obs.code), time.monotonic() - t0)
+    def __init__(self, metrics: Metrics, route: str):
+        self.metrics, self.route = metrics, route
+        self.model, self.code = "unknown", 200
+
+    def __enter__(self):
+        self.t0 = time.monotonic()
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is not None and self.code == 200:
+            self.code = to_service_error(exc).status if isinstance(exc, (ServiceError, BatcherError)) else 500
+        self.metrics.observe_request(self.model, self.route, str(self.code), time.monotonic() - self.t0)
+        return False
 
 
 def content_type(request: Request) -> str:

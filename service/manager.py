@@ -95,6 +95,7 @@ class ModelManager:
         # retire task -> (model name, old model, its batcher; None once that batcher has stopped)
         self._retiring: dict[asyncio.Task, tuple[str, ServedModel, DynamicBatcher | None]] = {}
         self._stopped = False
+        self._budgets: dict[tuple, tuple[JsonBudget | None]] = {}
 
     async def start(self):
         """Scan the repository and load every model (one at a time, off the event loop). Run as a task:
@@ -437,6 +438,18 @@ class ModelManager:
         ``max_rows_per_request`` and the model's queue size); ``name=None`` (the model is
         named inside the body): the largest over the loaded models. None = unbounded (a dimension is unknown,
         or nothing is loaded yet): then only the body-size limit applies."""
+        # cached until a model version or its queue size changes
+        key = (name, *((id(e.model), e.version, e.batching.max_queue_size) for e in self.entries.values()))
+        cached = self._budgets.get(key)
+        if cached is not None:
+            return cached[0]
+        if len(self._budgets) > 64:
+            self._budgets.clear()
+        budget = self._json_budget(name)
+        self._budgets[key] = (budget,)
+        return budget
+
+    def _json_budget(self, name: str | None) -> JsonBudget | None:
         entries = [self.entries.get(name)] if name is not None else list(self.entries.values())
         # rows: what one request may carry and the model's queue can hold (more is a 413 either way)
         budgets = [json_budget(e.model.inputs, min(self.settings.max_rows_per_request, e.batching.max_queue_size))

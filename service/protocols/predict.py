@@ -44,6 +44,8 @@ class _Predict(Codec):
     def prepare(self, call):
         # Query parameters are read by hand: declaring them makes FastAPI validate a pydantic model
         # per request, which was the largest single cost of this route under load.
+        if not call.request.scope.get("query_string"):
+            return                  # the common case: nothing to parse (the Call's defaults hold)
         query = call.request.query_params
         call.name, call.version = query.get("model"), query.get("version")
         call.top_k = _int_param(query, "top_k", 5)
