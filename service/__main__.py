@@ -155,6 +155,9 @@ def serve_embedded(settings) -> int:
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             access_log=False, timeout_graceful_shutdown=3, **uvicorn_limits(settings))
     server = DrainingServer(config, app)
+    from .process import settle_heap
+
+    settle_heap()
     server.run()
     return 0
 

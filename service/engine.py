@@ -23,6 +23,7 @@ from .errors import InvalidRequest
 from .images import run_image_work
 from .ipc import FramedProtocol, encode_error
 from .manager import ModelEntry, ModelManager
+from .process import settle_heap
 from .shm import Segment, nbytes, views, write_arrays
 
 __all__ = ["engine_main", "snapshot"]
@@ -233,6 +234,7 @@ class Engine:
     async def run(self, socket_path: str):
         loop = self._loop = asyncio.get_running_loop()
         loading = loop.create_task(self.manager.start())
+        loading.add_done_callback(lambda _: settle_heap())     # the models are long-lived: out of GC's sight
         server = await loop.create_unix_server(lambda: _Connection(self), path=socket_path)
         publisher = loop.create_task(self._publisher())
         if self.control is not None:

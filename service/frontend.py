@@ -53,6 +53,9 @@ def frontend_main(settings, sock, socket_path: str, arena_bytes: int, limits_sha
     limits["limit_concurrency"] = limits_share        # this process's share of max_connections
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_graceful_shutdown=3, **limits)
     server = FrontEndServer(config)
+    from .process import settle_heap
+
+    settle_heap()
     try:
         server.run(sockets=[sock])
     finally:

@@ -1,13 +1,14 @@
 """What every child process of the multi-process server sets up first (engine and front ends)."""
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
 import signal
 from pathlib import Path
 
-__all__ = ["configure_process", "available_cpus"]
+__all__ = ["configure_process", "available_cpus", "settle_heap"]
 
 
 def available_cpus() -> int:
@@ -34,3 +35,14 @@ def configure_process(role: str, log_level: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=log_level.upper(),
                         format=f"%(asctime)s %(levelname)s %(name)s [{role} {os.getpid()}]: %(message)s")
+
+
+def settle_heap():
+    """After start-up: move every object alive now out of the cyclic garbage collector's sight
+    (``gc.freeze``: modules, the app, TensorFlow's wrappers are never garbage) and collect the
+    youngest generation less often. A request allocates a few hundred short-lived objects; with the
+    defaults a full collection walks the whole heap every few thousand requests, a pause of several
+    milliseconds that lands in the latency tail."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
