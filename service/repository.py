@@ -15,6 +15,7 @@ The highest numeric version is served.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -27,7 +28,7 @@ from .model import ModelConfig, TensorSpec
 from .process import available_cpus
 from .settings import Settings, load_config_file
 
-__all__ = ["ModelRepository", "TFModel", "find_weights"]
+__all__ = ["ModelRepository", "TFModel", "find_weights", "zoo_options"]
 
 logger = logging.getLogger("tpserve")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -44,6 +45,22 @@ def session_threads(settings: Settings, devices: list[str]) -> tuple[int, int]:
         intra = intra or max(1, cpus - 1)
         inter = inter or (1 if cpus <= 2 else 2)
     return intra, inter
+
+
+def zoo_options(architecture: str, options: dict, devices: list[str]) -> dict:
+    """A zoo architecture's options for these devices: on GPUs only, an architecture with a
+    ``data_format`` option the config leaves unset is built NCHW, tensorpack's GPU layout and cuDNN's
+    native one (on CPU NHWC stays the default: TensorFlow's CPU kernels are NHWC). Weights are the
+    same in both layouts; clients still send NHWC images (the graph transposes them)."""
+    from model_zoo.registry import get_config_class
+
+    if "data_format" in options or not devices or not all(d.startswith("/gpu") for d in devices):
+        return options
+    try:
+        fields = {f.name for f in dataclasses.fields(get_config_class(architecture))}
+    except (KeyError, ValueError, TypeError):
+        return options      # unknown architecture: model_zoo.get reports it
+    return {**options, "data_format": "NCHW"} if "data_format" in fields else options
 
 
 def find_weights(version_dir: Path) -> str:
@@ -210,7 +227,7 @@ class TFModel:
             zoo, self._predictor = model_zoo.user.load_saved_model(config.user, weights, self.devices, intra, inter)
         else:
             zoo = model_zoo.user.build(config.user) if config.user is not None else \
-                model_zoo.get(config.architecture, **config.options)
+                model_zoo.get(config.architecture, **zoo_options(config.architecture, config.options, self.devices))
             pconfig = layers.PredictConfig(
                 model=zoo.model, input_names=zoo.input_names, output_names=[o.tensor for o in zoo.outputs],
                 session_init=layers.SmartInit(weights), intra_op_threads=intra, inter_op_threads=inter)
