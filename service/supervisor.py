@@ -55,11 +55,15 @@ def default_workers(cpus: int | None = None) -> int:
     return max(1, min(8, cpus // 2))
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, what: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"cannot listen on {host}:{port} ({what}): {e.strerror}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock
@@ -69,8 +73,16 @@ class Supervisor:
     def __init__(self, settings, workers: int):
         self.settings = settings
         self.workers = workers
-        self.sock = _bind(settings.host, settings.port)    # first: a port in use is the first error
+        self.sock = _bind(settings.host, settings.port, "HTTP")    # first: a port in use is the first error
         self.port = self.sock.getsockname()[1]
+        if settings.grpc_port:
+            # The front ends bind the gRPC port with SO_REUSEPORT (to share it); another server of the same
+            # user holding it that way would silently share it too. An exclusive bind now tells them apart.
+            try:
+                _bind(settings.host, settings.grpc_port, "gRPC").close()
+            except OSError:
+                self.sock.close()
+                raise
         self.ctx = mp.get_context("spawn")
         self.tmp = tempfile.mkdtemp(prefix="tpserve-")
         self.socket_path = os.path.join(self.tmp, "engine.sock")
@@ -293,7 +305,7 @@ def serve(settings) -> int:
     try:
         sup = Supervisor(settings, workers)
     except OSError as e:
-        logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, e.strerror or e)
+        logger.error("%s", e.strerror or e)
         return 1
     code = sup.run()
     sys.stdout.flush()
