@@ -37,8 +37,9 @@ _CONFIG_KEYS = {"architecture", "options", "batching", "description", "validate_
 
 def session_threads(settings: Settings, devices: list[str]) -> tuple[int, int]:
     """TensorFlow (intra, inter) thread counts. Explicit settings win. On CPU-only serving the
-    default leaves one core to the HTTP event loop: on a 2-core machine letting TensorFlow take
-    both cores cost ~25% of the served throughput (measured with bench/serve.py)."""
+    default leaves one core to the HTTP event loop of the embedded server: there, on a 2-core machine,
+    letting TensorFlow take both cores cost ~25% of the served throughput (measured with bench/serve.py).
+    The multi-process server sets every core instead (:func:`service.supervisor.serve`)."""
     intra, inter = settings.intra_op_threads, settings.inter_op_threads
     if all(d.startswith("/cpu") for d in devices):
         cpus = available_cpus()

@@ -103,8 +103,8 @@ class Settings(BaseSettings):
         "null (TPSERVE_DEFAULT_TIMEOUT_MS=null) = no deadline"))
     device: str = Field("auto", description="'auto' (every GPU, else CPU), 'cpu', or 'gpu:0,1'")
     intra_op_threads: int = Field(0, ge=0, description=(
-        "TensorFlow intra-op threads per session; 0 = automatic: on CPU every usable core but those of the "
-        "HTTP front ends (TPSERVE_WORKERS; one in embedded mode; cgroup CPU quotas are honoured), on GPU "
+        "TensorFlow intra-op threads per session; 0 = automatic: on CPU every usable core (cgroup CPU quotas "
+        "are honoured), but one in embedded mode (TPSERVE_WORKERS=0: the event loop needs it); on GPU "
         "TensorFlow's default"))
     inter_op_threads: int = Field(0, ge=0, description=(
         "TensorFlow inter-op threads per session; 0 = automatic (1 on <= 2 CPUs, else 2; GPU: TF default)"))

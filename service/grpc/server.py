@@ -264,15 +264,7 @@ def _input_arrays(model, request, max_rows: int) -> dict[str, np.ndarray]:
         if dt not in kserve.DATATYPES:
             raise InvalidRequest(f"{field}: unsupported datatype {clip(dt, 20)!r}", field=f"{field}.datatype",
                                  expected=sorted(kserve.DATATYPES), received=clip(dt, 20))
-        if not shape or len(shape) > 8 or any(d < 0 for d in shape):
-            raise InvalidRequest(f"{field}: 'shape' must be a list of non-negative integers", field=f"{field}.shape",
-                                 received=str(shape)[:80])
-        count = 1
-        for d in shape:
-            count *= d
-            if count > max_rows * 10_000_000:
-                raise InvalidRequest(f"{field}: declared shape {shape} is far larger than any request can be",
-                                     field=f"{field}.shape", received=shape)
+        count = kserve.declared_count(shape, field, max_rows)
         dtype = np.dtype(kserve.DATATYPES[dt])
         if raw:
             data = raw[i]

@@ -50,6 +50,23 @@ _NP_TO_V2 = {np.dtype(v): k for k, v in DATATYPES.items()}
 HEADER_LEN = "inference-header-content-length"
 
 
+def declared_count(shape, field: str, max_rows: int) -> int:
+    """The element count of a tensor's declared ``shape`` (HTTP JSON, binary and gRPC alike): a list of
+    at most 8 non-negative integers, refused (400) before anything is allocated when it is far beyond
+    what any request can hold."""
+    if (not isinstance(shape, list) or not shape or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
+        raise InvalidRequest(f"{field}: 'shape' must be a list of non-negative integers", field=f"{field}.shape",
+                             received=str(shape)[:80])
+    count = 1
+    for d in shape:
+        count *= d
+        if count > max_rows * 10_000_000:
+            raise InvalidRequest(f"{field}: declared shape {shape} is far larger than any request can be",
+                                 field=f"{field}.shape", received=shape)
+    return count
+
+
 def v2_datatype(dtype) -> str:
     return _NP_TO_V2.get(np.dtype(dtype), "BYTES")
 
@@ -257,16 +274,7 @@ def _input_arrays(model, payload, binary, max_rows):
         if not isinstance(dt, str) or dt not in DATATYPES:
             raise InvalidRequest(f"{field}: unsupported datatype {str(dt)[:20]!r}", field=f"{field}.datatype",
                                  expected=sorted(DATATYPES), received=str(dt)[:20])
-        if (not isinstance(shape, list) or not shape or len(shape) > 8
-                or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)):
-            raise InvalidRequest(f"{field}: 'shape' must be a list of non-negative integers", field=f"{field}.shape",
-                                 received=str(shape)[:80])
-        count = 1
-        for d in shape:
-            count *= d
-            if count > max_rows * 10_000_000:
-                raise InvalidRequest(f"{field}: declared shape {shape} is far larger than any request can be",
-                                     field=f"{field}.shape", received=shape)
+        count = declared_count(shape, field, max_rows)
         dtype = np.dtype(DATATYPES[dt])
         params = t.get("parameters")
         params = {} if params is None else params
