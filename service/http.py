@@ -26,7 +26,7 @@ from .batcher import (
 )
 from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, ServiceError, clip
 from .metrics import Metrics
-from .validation import JsonBudget, check_json_budget
+from .validation import JsonBudget, check_json_budget, check_json_counts, json_counts
 
 __all__ = ["read_body", "parse_json", "json_response", "finite_outputs", "NonFiniteOutput", "error_response", "instrument", "deadline_from",
            "multipart_file", "content_type", "add_error_handlers", "HeadAsGet"]
@@ -159,10 +159,15 @@ class HeadAsGet:
 _CLOSE = {"Connection": "close"}
 
 
-async def read_body(request: Request, limit: int, timeout_s: float | None = None) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float | None = None,
+                    budget: JsonBudget | None = None, model: str | None = None) -> bytes:
     """Read the body, refusing (413) as soon as it exceeds ``limit`` bytes, and (408) when it has not
     fully arrived within ``timeout_s`` (default: the app's ``settings.body_timeout_s``; a client that
-    trickles bytes or declares more than it sends must not hold a request open forever)."""
+    trickles bytes or declares more than it sends must not hold a request open forever).
+
+    ``budget``: the body is JSON for ``model``; it is refused (413, connection closed) at the first chunk
+    that takes it past the containers/values any valid request can hold, so a 32 MB ``[[],[],...]`` costs
+    the server one chunk, not 32 MB of reading (:func:`service.validation.check_json_counts`)."""
     if timeout_s is None:
         timeout_s = getattr(getattr(request.app.state, "settings", None), "body_timeout_s", None)
     declared = request.headers.get("content-length")
@@ -176,6 +181,7 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
             raise PayloadTooLarge(f"request body is {n} bytes, the limit is {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
                                   expected=f"<= {limit} bytes", received=n, headers=_CLOSE)
     chunks, size = [], 0
+    containers = commas = 0
     receive = request.receive       # the ASGI messages themselves: no stream generator per request
     try:
         async with asyncio.timeout(timeout_s):
@@ -188,6 +194,14 @@ async def read_body(request: Request, limit: int, timeout_s: float | None = None
                 if size > limit:
                     raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (TPSERVE_MAX_BODY_BYTES)",
                                           expected=f"<= {limit} bytes", received=f"> {limit} bytes", headers=_CLOSE)
+                if budget is not None and message.get("more_body", False):
+                    c, n = json_counts(chunk)
+                    containers, commas = containers + c, commas + n
+                    try:
+                        check_json_counts(containers, commas, budget, model)
+                    except PayloadTooLarge as e:
+                        e.headers = _CLOSE      # the rest of the body is not read
+                        raise
                 if not message.get("more_body", False):
                     if not chunks:
                         return chunk        # one message: the usual case

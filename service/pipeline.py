@@ -67,6 +67,11 @@ class Codec:
     def prepare(self, call: Call) -> None:
         """Before the body is read: refuse what the path and query string alone make invalid."""
 
+    def body_budget(self, call: Call):
+        """The :class:`~service.validation.JsonBudget` of a JSON body, checked while it is read (None: not
+        JSON, or no bound)."""
+        return None
+
     def parse(self, call: Call) -> None:
         """After the body is read, before the model is resolved: set ``call.name``/``call.version``
         when the body names them."""
@@ -105,7 +110,8 @@ async def run(request: Request, codec: Codec, name: str | None = None, version: 
         if name is not None:
             entry = manager.get(name, version)
             obs.model = entry.name
-        call.body = await read_body(request, settings.max_body_bytes)
+        call.body = await read_body(request, settings.max_body_bytes, budget=codec.body_budget(call),
+                                    model=call.name)
         codec.parse(call)
         if entry is None:
             entry = manager.get(call.name, call.version)

@@ -264,17 +264,26 @@ def check_json_budget(body: bytes, budget: JsonBudget | None, model: str | None)
     ``[[],[],...]`` costs seconds and a gigabyte; brackets and commas inside strings only over-count,
     and valid numeric bodies have none.
     """
-    if budget is None:
-        return
+    if budget is not None:
+        check_json_counts(*json_counts(body), budget, model)
+
+
+def json_counts(data: bytes) -> tuple[int, int]:
+    """(lists + objects opened, commas) in a piece of JSON text: what :func:`check_json_counts` bounds."""
+    return data.count(b"[") + data.count(b"{"), data.count(b",")
+
+
+def check_json_counts(containers: int, commas: int, budget: JsonBudget, model: str | None) -> None:
+    """413 when a body (or the part of it read so far: the counts only grow) holds more JSON containers
+    or values than any valid request to ``model`` can (see :func:`check_json_budget`)."""
     target = f"model {model!r}" if model else "any model served here"
-    containers = body.count(b"[") + body.count(b"{")
     if containers > budget.containers:
         raise PayloadTooLarge(f"the body holds {containers} JSON lists/objects; a request to {target} "
                               f"can use at most {budget.containers} (its inputs at TPSERVE_MAX_ROWS_PER_REQUEST "
                               "rows, or its queue size if smaller)", field="body",
                               expected=f"<= {budget.containers} lists/objects", received=containers)
     # every element of every container is followed by a comma but the last: elements <= commas + containers
-    elements = body.count(b",") + containers
+    elements = commas + containers
     if elements > budget.values + budget.containers:
         raise PayloadTooLarge(f"the body holds about {elements} JSON values; a request to {target} can use "
                               f"at most {budget.values + budget.containers} (its inputs at "

@@ -440,6 +440,10 @@ class _Infer(Codec):
     route = "v2:infer"
     hint = "; ask for it as binary data (parameters.binary_data: true)"
 
+    def body_budget(self, call):
+        # a JSON header followed by binary tensors: only the header is JSON (checked once it is cut out)
+        return None if HEADER_LEN in call.request.headers else call.manager.json_budget(call.name)
+
     async def decode(self, call, model):
         payload, binary = _parse_request(call.body, call.request.headers.get(HEADER_LEN),
                                          call.manager.json_budget(call.name), call.name)

@@ -61,6 +61,9 @@ class JsonCodec(_Predict):
     """A JSON object; its ``model``/``version`` name the model, so it is parsed before the model is known
     (against the JSON budget of ``?model=``, or of the largest model)."""
 
+    def body_budget(self, call):
+        return call.manager.json_budget(call.name)
+
     def parse(self, call):
         payload = parse_json(call.body, call.manager.json_budget(call.name), call.name)
         call.payload = payload

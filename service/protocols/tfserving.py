@@ -186,6 +186,9 @@ class _Predict(Codec):
     route = "v1:predict"
     hint = "; the v2 binary extension (binary_data_output) carries it"
 
+    def body_budget(self, call):
+        return None if content_type(call.request) in _UPLOADS else call.manager.json_budget(call.name)
+
     async def decode(self, call, model):
         if content_type(call.request) in _UPLOADS:
             call.state = True

@@ -9,7 +9,7 @@ import pytest
 from service import Settings
 from service.batcher import DynamicBatcher, QueueFull, RequestTooLarge
 
-from .fakes import doubler
+from .fakes import PATIENCE_S, doubler
 from .test_app import make_server  # noqa: F401  (the shared real-server fixture)
 
 
@@ -78,3 +78,28 @@ def test_rows_the_queue_could_never_hold_are_refused_before_the_body_is_parsed(m
     assert r.status_code == 413 and "102 JSON lists/objects" in r.json()["error"]
     assert "at most 80" in r.json()["error"] and "queue size" in r.json()["error"]
     assert model.batch_sizes == []
+
+
+@pytest.mark.parametrize("path", ["/predict", "/v1/models/double:predict", "/v2/models/double/infer"])
+def test_a_json_body_past_any_valid_requests_size_is_refused_before_the_rest_is_read(make_server, path):  # noqa: F811
+    """32 MB of ``[[],[],...]`` declared, 1 MB sent: the 413 comes after the first chunks (the server
+    cannot have waited for the body: the rest never comes, which would end in a 408 after 30 s)."""
+    import socket
+
+    client, _ = make_server([doubler()], Settings(max_body_bytes=32 * 1024 * 1024))
+    host, port = client.base_url.host, client.base_url.port
+    declared = 32 * 1024 * 1024
+    with socket.create_connection((host, port)) as s:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  f"Content-Length: {declared}\r\n\r\n".encode())
+        s.sendall(b'{"inputs": [' + b"[]," * (1024 * 1024 // 3))
+        s.settimeout(PATIENCE_S)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            data = s.recv(65536)
+            if not data:
+                break
+            answer += data
+    head = answer.split(b"\r\n\r\n")[0].decode()
+    assert head.startswith("HTTP/1.1 413"), answer[:300]
+    assert "connection: close" in head.lower()
