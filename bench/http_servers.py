@@ -40,8 +40,18 @@ HEADER_TIMEOUT_S = 10       # both servers: tpserve's default TPSERVE_HEADER_TIM
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    """Resident memory of ``pid`` and every process below it (a multi-process server's whole tree; pages
+    shared between them, such as libraries, count once per process)."""
+    from .serve import tree_cpu_s
+
+    total = 0.0
+    for p in tree_cpu_s(pid):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next((int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:")), 0.0)
+        except OSError:
+            pass      # ended meanwhile
+    return total
 
 
 def start_server(kind: str, repo: Path) -> Server:
