@@ -120,7 +120,8 @@ def test_the_performance_figures_come_from_the_committed_results_files_named_bes
     assert files, "the performance paragraph must link the results file(s) it quotes"
     for f in files:
         assert (ROOT / f).is_file(), f"{f} is not committed"
-        assert re.search(rf"{re.escape(f)}\)\s*\n?\s*\((made by )?`(make bench|python -m bench\.)", section), (
+        assert re.search(rf"{re.escape(f)}\)\s*\n?\s*\((made by )?`(make bench|python -m bench\.|python3 \.\./shared/peers/run\.py)",
+                         section), (
             f"no command next to {f}")
     known = set().union(*(_numbers_in(json.loads((ROOT / f).read_text())) for f in files))
     quoted = {int(n.replace(",", "")) for n in re.findall(r"(?<![\w.-])(\d{1,3}(?:,\d{3})+|\d{3,})(?![\w.-])",
