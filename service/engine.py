@@ -41,7 +41,6 @@ def _entry_wire(e: ModelEntry) -> dict:
         "name": e.name, "state": e.state, "error": e.error, "failed_version": e.failed_version,
         "load_seconds": e.load_seconds, "health": e.health(), "status": e.status(),
         "batching": e.batching.model_dump(),
-        "oldest_running_s": e.batcher.oldest_running_s() if e.batcher is not None else 0.0,
         "config": None if e.config is None else {
             "architecture": e.config.architecture, "options": e.config.options, "batching": e.config.batching,
             "validate_range": e.config.validate_range},

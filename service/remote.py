@@ -72,7 +72,6 @@ class RemoteEntry(ModelEntry):
 
     _health: str | None = None
     _status: dict | None = None
-    _oldest_running_s: float = 0.0
 
     def health(self) -> str | None:
         return self._health
@@ -264,7 +263,7 @@ class RemoteManager(ModelManager):
             entry.state, entry.error, entry.failed_version = d["state"], d["error"], d["failed_version"]
             entry.load_seconds = d["load_seconds"]
             entry.batching = BatchingOptions(**d["batching"])
-            entry._health, entry._status, entry._oldest_running_s = d["health"], d["status"], d["oldest_running_s"]
+            entry._health, entry._status = d["health"], d["status"]
         for gone in set(self.entries) - seen:
             del self.entries[gone]
         self._first_state.set()
@@ -289,9 +288,6 @@ class RemoteManager(ModelManager):
         if silent > STALE_READY_S:
             return False, [f"the engine process has not reported for {silent:.1f} s"]
         return super().readiness()
-
-    def busy(self) -> bool:
-        return bool(self.client._pending)
 
     async def infer(self, entry, arrays, deadline, version=None, hold=None):
         # the engine checks a version pin against what it serves (not this snapshot)

@@ -223,6 +223,48 @@ def test_the_declared_range_is_checked_in_the_front_end_unless_the_model_config_
             assert r.json()["outputs"]["y"] == [[5.0, 0.5, -2.0]]
 
 
+def test_a_hot_reload_in_the_engine_reaches_the_front_end(tmp_path):
+    """A new version directory, loaded through the front end's repository API (a call to the engine's
+    manager): the front end's /models and answers follow, and a pin to the old version is a 404."""
+    from .fakes import VersionedRepository, scaler
+
+    settings = Settings(poll_interval_s=0)
+    repo = VersionedRepository("scale", {1: scaler(factor=1.0, version="1")})
+    with EngineThread(settings, repo, str(tmp_path / "e.sock")) as engine:
+        metrics = Metrics(CollectorRegistry())
+        manager = RemoteManager(settings, metrics, engine.socket_path, 1 << 20, on_engine_lost=lambda: None)
+        with serve(create_app(settings, manager=manager, metrics=metrics)) as srv, \
+                httpx.Client(base_url=srv.url, timeout=PATIENCE_S) as client:
+            wait_until(lambda: client.get("/readyz").status_code == 200, "the front end to be ready")
+            row = {"inputs": [[1.0, 2.0, 3.0]]}
+            assert client.post("/predict", json=row).json()["version"] == "1"
+            repo.models[2] = scaler(factor=3.0, version="2")
+            r = client.post("/v2/repository/models/scale/load")
+            assert r.status_code == 200, r.text
+            wait_until(lambda: client.get("/models").json()[0]["version"] == "2", "the front end to mirror v2")
+            r = client.post("/predict", json=row)
+            assert (r.json()["version"], r.json()["outputs"]["y"]) == ("2", [[3.0, 6.0, 9.0]])
+            r = client.post("/predict?version=1", json=row)
+            assert r.status_code == 404 and "not loaded" in r.json()["error"], r.text
+
+
+def test_a_deadline_crosses_to_the_engine(split):
+    """X-Request-Timeout-Ms is an absolute deadline in both processes (one monotonic clock): a request
+    queued behind a held batch past its deadline is answered 504 and never computed."""
+    held = HeldModel(doubler())
+    client, engine, _ = split([held], Settings(batching={"max_batch_size": 1}))
+    first = []
+    t = threading.Thread(target=lambda: first.append(client.post("/predict", json={"inputs": [[1, 2, 3]]})))
+    t.start()
+    assert held.entered.wait(PATIENCE_S)
+    r = client.post("/predict", json={"inputs": [[7, 7, 7]]}, headers={"x-request-timeout-ms": "50"})
+    assert r.status_code == 504, r.text
+    held.release()
+    t.join(PATIENCE_S)
+    assert first[0].status_code == 200
+    assert all(not (seen == 7).any() for seen in held._model.seen)
+
+
 def test_a_full_queue_in_the_engine_is_a_429_with_retry_after_at_the_front_end(split):
     held = HeldModel(doubler())
     settings = Settings(batching={"max_batch_size": 1, "max_queue_size": 2})
