@@ -81,7 +81,8 @@ lock:
 	build/uv-venv/bin/uv pip compile --native-tls pyproject.toml deploy/tensorflow-variants.in --all-extras \
 		--python-version 3.11 --python-platform x86_64-manylinux_2_28 $(UV_ARGS) -o $(LOCK)
 
-# Regenerate service/grpc/kserve_v2_pb2*.py from protos/kserve_v2.proto (committed: the server needs only
+# Regenerate service/grpc/kserve_v2_pb2*.py from protos/kserve_v2.proto and service/grpc/tfserving/*_pb2*.py from
+# protos/tfserving/*.proto (TF Serving's gRPC API) (committed: the server needs only
 # grpcio + protobuf). grpcio-tools is pinned: its protoc decides the gencode version (1.74.0 -> 6.31.1, the
 # oldest protobuf TensorFlow 2.21 accepts). protos/generate.py holds the protoc command and the post-edits.
 GRPC_TOOLS_VERSION := 1.74.0

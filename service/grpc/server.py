@@ -1,4 +1,5 @@
-"""KServe v2 / Triton over gRPC (``inference.GRPCInferenceService``) on its own port, an asyncio server.
+"""KServe v2 / Triton over gRPC (``inference.GRPCInferenceService``) on its own port, an asyncio server;
+TF Serving's gRPC API (:mod:`service.grpc.tfserving_api`) is served on the same server and port.
 
 RPCs: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig, ModelInfer,
 ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload (UNIMPLEMENTED: the
@@ -50,7 +51,7 @@ from ..validation import check_batch
 from . import kserve_v2_pb2 as pb
 from . import kserve_v2_pb2_grpc as pb_grpc
 
-__all__ = ["start_grpc_server", "GrpcServer", "GRPC_CODES", "grpc_status"]
+__all__ = ["start_grpc_server", "GrpcServer", "GRPC_CODES", "grpc_status", "answer", "call_deadline"]
 
 logger = logging.getLogger("tpserve")
 
@@ -98,6 +99,22 @@ def grpc_status(exc: Exception) -> tuple[grpc.StatusCode, str, tuple[tuple[str, 
     return code, message, trailers
 
 
+async def answer(context, fn, *args):
+    """``await fn(*args)``; a service or batcher error aborts the call with its :data:`GRPC_CODES` code (and
+    trailers), anything else with INTERNAL (logged; the client learns nothing of the internals)."""
+    try:
+        return await fn(*args)
+    except (ServiceError, BatcherError) as e:
+        code, message, trailers = grpc_status(e)
+    except Exception:  # noqa: BLE001 - the client learns nothing of the internals
+        logger.exception("gRPC %s failed", getattr(fn, "__name__", fn))
+        code, message, trailers = grpc.StatusCode.INTERNAL, "internal server error (the server log has the " \
+                                                             "details)", ()
+    if trailers:
+        context.set_trailing_metadata(trailers)
+    await context.abort(code, message)
+
+
 class _Unimplemented(ServiceError):
     status = 501
 
@@ -119,17 +136,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     # ------------------------------------------------------------------ plumbing
     async def _answer(self, context, fn, *args):
-        try:
-            return await fn(*args)
-        except (ServiceError, BatcherError) as e:
-            code, message, trailers = grpc_status(e)
-        except Exception:  # noqa: BLE001 - the client learns nothing of the internals
-            logger.exception("gRPC %s failed", getattr(fn, "__name__", fn))
-            code, message, trailers = grpc.StatusCode.INTERNAL, "internal server error (the server log has the " \
-                                                                 "details)", ()
-        if trailers:
-            context.set_trailing_metadata(trailers)
-        await context.abort(code, message)
+        return await answer(context, fn, *args)
 
     @staticmethod
     def _name(name: str, field: str = "name") -> str:
@@ -353,6 +360,11 @@ def _deadline(request, context, default_ms: float | None) -> float | None:
                                  field="parameters.timeout", expected="int64_param in (0, 3600000000]",
                                  received=kind if us is None else us)
         timeout_ms = us / 1000.0
+    return call_deadline(context, timeout_ms, default_ms)
+
+
+def call_deadline(context, timeout_ms: float | None, default_ms: float | None) -> float | None:
+    """The earliest of the call's gRPC deadline, ``timeout_ms`` (None: ``default_ms``) from now."""
     deadline = deadline_from(timeout_ms, None, default_ms)
     remaining = context.time_remaining()
     if remaining is not None:
@@ -451,6 +463,8 @@ async def start_grpc_server(settings, manager, metrics, *, host: str | None = No
                  ("grpc.max_send_message_length", -1),
                  ("grpc.so_reuseport", 1 if reuse_port else 0)])
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(settings, manager, metrics), server)
+    from .tfserving_api import add_tfserving_servicers
+    add_tfserving_servicers(server, settings, manager, metrics)     # TF Serving's API on the same port
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
@@ -459,6 +473,6 @@ async def start_grpc_server(settings, manager, metrics, *, host: str | None = No
     if not bound:
         raise OSError(f"cannot listen for gRPC on {address}")
     await server.start()
-    logger.info("gRPC (KServe v2 / Triton) listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
+    logger.info("gRPC (KServe v2 / Triton, TF Serving) listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
     return GrpcServer(server, address, bound)
 
