@@ -26,14 +26,19 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .errors import ServiceError
+
 __all__ = ["Arena", "Segment", "SharedMemoryFull", "shm_dir", "views", "write_arrays", "nbytes", "aligned"]
 
 _ALIGN = 64
 _counter = itertools.count()
 
 
-class SharedMemoryFull(OSError):
-    """No room left in the shared-memory filesystem (tmpfs full): raise its size, or lower the arenas'."""
+class SharedMemoryFull(ServiceError):
+    """No room left in the shared-memory filesystem (tmpfs full): raise its size, or lower the arenas'.
+    A request that meets it is answered 503 with this message (the server, not the request, is short)."""
+
+    status = 503
 
 
 def shm_dir() -> str:
@@ -64,10 +69,10 @@ class Segment:
                 os.posix_fallocate(fd, 0, size)
             except OSError as e:
                 os.unlink(path)
-                raise SharedMemoryFull(e.errno, f"cannot reserve {size} bytes of shared memory in {shm_dir()} "
-                                                f"({e.strerror}): enlarge it (docker: shm_size; Kubernetes: an "
-                                                "emptyDir with medium Memory on /dev/shm) or lower "
-                                                "TPSERVE_SHM_ARENA_MB") from None
+                raise SharedMemoryFull(f"cannot reserve {size} bytes of shared memory in {shm_dir()} "
+                                       f"({e.strerror}): enlarge it (docker: --shm-size / shm_size; Kubernetes: "
+                                       "an emptyDir with medium Memory on /dev/shm) or lower "
+                                       "TPSERVE_SHM_ARENA_MB") from None
             mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)

@@ -55,10 +55,14 @@ def env_of(service: dict) -> dict[str, str]:
 
 
 def uvicorn_close_s() -> float:
-    """uvicorn's own graceful window after the drain (service/__main__.py's timeout_graceful_shutdown)."""
+    """How long the server takes after the drain to write its last answers and stop: uvicorn's graceful
+    window (service/__main__.py's timeout_graceful_shutdown) in embedded mode, the front ends' stop window
+    (service/supervisor.py's _FRONTEND_STOP_S, which contains uvicorn's) with front-end processes."""
     m = re.search(r"timeout_graceful_shutdown=(\d+(?:\.\d+)?)", (ROOT / "service/__main__.py").read_text())
     assert m, "service/__main__.py no longer sets uvicorn's timeout_graceful_shutdown: update this test"
-    return float(m.group(1))
+    f = re.search(r"^_FRONTEND_STOP_S = (\d+(?:\.\d+)?)", (ROOT / "service/supervisor.py").read_text(), re.M)
+    assert f, "service/supervisor.py no longer sets _FRONTEND_STOP_S: update this test"
+    return max(float(m.group(1)), float(f.group(1)))
 
 
 def container_port(service: dict) -> int:

@@ -45,10 +45,13 @@ def test_settings_table_lists_every_setting_with_its_default():
 
 def test_docker_run_examples_outlast_the_drain():
     """`docker stop` SIGKILLs after --stop-timeout (10 s by default): every example must give a draining
-    server its grace window, its shutdown timeout and uvicorn's last 3 s."""
+    server its grace window, its shutdown timeout and the last answers' window (see test_compose)."""
     from service.settings import Settings
 
-    budget = Settings.model_fields["drain_grace_s"].default + Settings.model_fields["shutdown_timeout_s"].default + 3
+    from .test_compose import uvicorn_close_s
+
+    budget = (Settings.model_fields["drain_grace_s"].default + Settings.model_fields["shutdown_timeout_s"].default
+              + uvicorn_close_s())
     runs = [ln for ln in README.read_text().splitlines() if ln.lstrip().startswith("docker run ")]
     assert runs, "no docker run example"
     for ln in runs:

@@ -265,6 +265,23 @@ def test_a_deadline_crosses_to_the_engine(split):
     assert all(not (seen == 7).any() for seen in held._model.seen)
 
 
+def test_a_full_shared_memory_filesystem_is_a_503_naming_the_fix(split, monkeypatch):
+    import errno
+
+    big = FakeModel("big", [TensorSpec("x", np.dtype("float32"), (64, 64))], lambda d: {"y": d["x"] + 1.0})
+    client, _, _ = split([big], arena_bytes=1 << 20)
+
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("service.shm.os.posix_fallocate", full)
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((100, 64, 64), np.float32))      # 1.6 MB: past the arena, needs a new segment
+    r = client.post("/predict", content=buf.getvalue(), headers={"content-type": "application/x-npy"})
+    assert r.status_code == 503, r.text
+    assert "shared memory" in r.json()["error"] and "shm" in r.json()["error"]
+
+
 def test_a_full_queue_in_the_engine_is_a_429_with_retry_after_at_the_front_end(split):
     held = HeldModel(doubler())
     settings = Settings(batching={"max_batch_size": 1, "max_queue_size": 2})
