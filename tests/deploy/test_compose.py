@@ -65,10 +65,12 @@ def uvicorn_close_s() -> float:
     return max(float(m.group(1)), float(f.group(1)))
 
 
-def container_port(service: dict) -> int:
+def container_port(service: dict, setting: str = "port") -> int:
+    """The port the server listens on in this service's container: HTTP (``port``) or ``grpc_port``."""
     df = parse_dockerfile()
     image_env = stage_env(df, df.final)
-    return int(env_of(service).get("TPSERVE_PORT", image_env.get("TPSERVE_PORT", settings_default("port"))))
+    var = "TPSERVE_" + setting.upper()
+    return int(env_of(service).get(var, image_env.get(var, settings_default(setting))))
 
 
 # ------------------------------------------------------------------------------------------------ lint
@@ -166,7 +168,7 @@ def test_tpserve_services(services, monkeypatch):
         assert all(p in settings.open_paths for p in paths)
         # ports: container side is the port the server listens on
         for p in s.get("ports", []):
-            assert int(p.rsplit(":", 1)[1]) == container_port(s)
+            assert int(p.rsplit(":", 1)[1]) in (container_port(s), container_port(s, "grpc_port"))
         # shutdown: Docker must not SIGKILL a draining server
         grace = seconds(s.get("stop_grace_period", "10s"))
         budget = settings.drain_grace_s + settings.shutdown_timeout_s + uvicorn_close_s()

@@ -140,7 +140,8 @@ def test_runs_as_a_numeric_non_root_user(df):
 def test_port_host_and_repository_of_the_image(df):
     env = stage_env(df, df.final)
     exposed = [p.split("/")[0] for i in df.final.all("EXPOSE") for p in i.args.split()]
-    assert exposed == [env.get("TPSERVE_PORT", str(settings_default("port")))]
+    assert exposed == [env.get("TPSERVE_PORT", str(settings_default("port"))),
+                       env.get("TPSERVE_GRPC_PORT", str(settings_default("grpc_port")))]
     assert env.get("TPSERVE_HOST") == "0.0.0.0", "inside a container the server must listen on every interface"
     assert env.get("TPSERVE_MODEL_REPOSITORY") == "/models"
     assert "/opt/venv/bin" in env.get("PATH", "").split(":")[0]

@@ -225,6 +225,7 @@ def test_probes_hit_real_routes_on_the_served_port(base):
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     env = configmap_env(base)
     assert ports["http"] == int(env.get("TPSERVE_PORT", settings_default("port")))
+    assert ports["grpc"] == int(env.get("TPSERVE_GRPC_PORT", settings_default("grpc_port")))
     probes = {k: c[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in c}
     assert probes["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert probes["livenessProbe"]["httpGet"]["path"] == "/healthz"
