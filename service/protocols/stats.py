@@ -13,11 +13,9 @@ multi-process directory's creation):
 
 ========================================  ===================================================================
 ``inference_stats.success`` / ``fail``     count: ``tpserve_requests_total`` of the model with a 2xx code /
-                                           any other code (every route, gRPC included). ns: the matching sum
-                                           of ``tpserve_request_seconds_total{model,route,code}`` when the
-                                           registry has it; otherwise (``tpserve_request_duration_seconds``
-                                           has no code label) ``success.ns`` is the duration of every request
-                                           and ``fail.ns`` is 0
+                                           any other code (every route, gRPC included). ns:
+                                           ``tpserve_request_duration_seconds`` has no code label, so
+                                           ``success.ns`` is the duration of every request and ``fail.ns`` is 0
 ``inference_stats.queue``                  ``tpserve_queue_duration_seconds``: one per request that reached a
                                            batch
 ``inference_stats.compute_infer``          ``tpserve_inference_duration_seconds`` over every device: one per
@@ -27,9 +25,7 @@ multi-process directory's creation):
                                            0 ns (inputs and outputs are part of compute_infer)
 ``cache_hit`` / ``cache_miss``             0 (no response cache)
 ``execution_count`` / ``inference_count``  ``tpserve_batch_size``: batches executed / rows in them
-``batch_stats``                            per batch size, the executions (compute_infer count) and their
-                                           compute time, from ``tpserve_batch_compute_seconds{model,batch_size}``
-                                           (a summary: count + sum) when the registry has it. Otherwise from the
+``batch_stats``                            per batch size, the executions (compute_infer count), from the
                                            ``tpserve_batch_size`` histogram, whose power-of-two buckets tell
                                            exact sizes only for 1 and 2: those are listed (compute ns 0) and
                                            wider buckets are left out rather than guessed
@@ -55,9 +51,6 @@ __all__ = ["router", "model_statistics", "read_samples"]
 
 router = APIRouter(tags=["KServe v2 protocol"])
 
-# Optional series: read when the registry has them (see the module docstring).
-REQUEST_SECONDS = "tpserve_request_seconds_total"
-BATCH_COMPUTE = "tpserve_batch_compute_seconds"
 
 
 class StatisticDuration(BaseModel):
@@ -127,18 +120,10 @@ def _success(labels) -> bool:
 
 
 def _batch_stats(samples: Samples, model: str) -> list[dict]:
-    def row(size: int, count: float, seconds: float) -> dict:
-        infer = _duration(count, seconds)
-        zero = {"count": infer["count"], "ns": 0}
-        return {"batch_size": size, "compute_input": zero, "compute_infer": infer, "compute_output": zero}
+    def row(size: int, count: float) -> dict:
+        zero = _duration(count, 0.0)       # executions known, their compute time per size is not
+        return {"batch_size": size, "compute_input": zero, "compute_infer": zero, "compute_output": zero}
 
-    if f"{BATCH_COMPUTE}_count" in samples:
-        sizes: dict[int, list[float]] = defaultdict(lambda: [0.0, 0.0])
-        for suffix, i in (("_count", 0), ("_sum", 1)):
-            for labels, v in samples[BATCH_COMPUTE + suffix]:
-                if labels.get("model") == model:
-                    sizes[int(labels["batch_size"])][i] += v
-        return [row(size, c, s) for size, (c, s) in sorted(sizes.items()) if c]
     # from the histogram: cumulative counts at each bucket's upper bound; a bucket (lo, hi] holds one size
     # only when hi - lo == 1
     cumulative: dict[float, float] = defaultdict(float)
@@ -149,7 +134,7 @@ def _batch_stats(samples: Samples, model: str) -> list[dict]:
     for le in sorted(cumulative):
         count = cumulative[le] - below
         if not math.isinf(le) and le == int(le) and int(le) - math.floor(lo) == 1 and count:
-            out.append(row(int(le), count, 0.0))
+            out.append(row(int(le), count))
         below, lo = cumulative[le], le
     return out
 
@@ -159,11 +144,7 @@ def model_stats(samples: Samples, entry) -> dict:
     name = entry.name
     requests_ok = _total(samples, "tpserve_requests_total", name, _success)
     requests_failed = _total(samples, "tpserve_requests_total", name, lambda labels: not _success(labels))
-    if f"{REQUEST_SECONDS}" in samples:
-        ok_s = _total(samples, REQUEST_SECONDS, name, _success)
-        failed_s = _total(samples, REQUEST_SECONDS, name, lambda labels: not _success(labels))
-    else:
-        ok_s, failed_s = _total(samples, "tpserve_request_duration_seconds_sum", name), 0.0
+    ok_s, failed_s = _total(samples, "tpserve_request_duration_seconds_sum", name), 0.0
     executions = _total(samples, "tpserve_inference_duration_seconds_count", name)
     compute = _duration(executions, _total(samples, "tpserve_inference_duration_seconds_sum", name))
     none = {"count": 0, "ns": 0}
