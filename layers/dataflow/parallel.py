@@ -206,8 +206,13 @@ class _WorkerPool:
                     return payload
                 self._fail(w, payload)
             for w in self._workers:
-                if w.proc.sentinel in ready and not w.conn.poll():
-                    self._fail(w, None)
+                if w.proc.sentinel in ready:
+                    try:
+                        pending = w.conn.poll()
+                    except (OSError, ValueError):  # closed by close() from another thread: _fail says so
+                        pending = False
+                    if not pending:
+                        self._fail(w, None)
 
     def _fail(self, worker, report):
         if self._closed:  # close() from another thread ended the worker: not a worker failure
