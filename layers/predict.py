@@ -257,12 +257,26 @@ def _build_single(config):
     return graph, session, inputs, outputs, specs, report
 
 
+def variable_bytes(graphs) -> int:
+    """Bytes of every global variable in ``graphs`` (a variable of unknown shape counts 0)."""
+    total = 0
+    for graph in graphs:
+        for v in graph.get_collection(tfv1.GraphKeys.GLOBAL_VARIABLES):
+            n = v.shape.num_elements()
+            total += (n or 0) * v.dtype.base_dtype.size
+    return total
+
+
 class _SessionOwner:
     """A predictor owning ``self.session``: ``close()`` and use as a context manager."""
 
     def close(self):
         """Close the session (idempotent); the predictor cannot be called afterwards."""
         self.session.close()
+
+    def variable_bytes(self) -> int:
+        """Bytes held by the graph's global variables (weights and statistics such as BatchNorm's EMA)."""
+        return variable_bytes([self.graph])
 
     def __enter__(self):
         return self

@@ -16,7 +16,7 @@ import itertools
 import os
 
 from ._compat import tf, tfv1
-from .predict import PredictorReplica, _canonical_device, _Runner
+from .predict import PredictorReplica, _canonical_device, _Runner, variable_bytes
 
 __all__ = ["SavedModelPredictor"]
 
@@ -123,6 +123,10 @@ class SavedModelPredictor:
         """Close every session (idempotent)."""
         for s in self._sessions:
             s.close()
+
+    def variable_bytes(self) -> int:
+        """Bytes held by the variables of every replica's graph (each replica loads its own copy)."""
+        return variable_bytes([s.graph for s in self._sessions])
 
     def __enter__(self):
         return self

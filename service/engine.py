@@ -32,23 +32,27 @@ logger = logging.getLogger("tpserve.engine")
 
 SNAPSHOT_INTERVAL_S = 0.1     # state is checked this often and sent when it changed ...
 HEARTBEAT_S = 0.5             # ... and at least this often (the front ends' sign of life)
-_CALLS = {"poll_once"}        # manager methods a front end may call
+_CALLS = {"poll_once", "load", "unload"}        # manager methods a front end may call
+
+
+def _model_wire(m) -> dict:
+    return {"name": m.name, "version": m.version, "architecture": m.architecture, "labels": m.labels,
+            "devices": list(m.devices), "inputs": [s.to_wire() for s in m.inputs],
+            "outputs": [s.to_wire() for s in m.outputs],
+            "takes_images": getattr(m, "preprocess_image", None) is not None}
 
 
 def _entry_wire(e: ModelEntry) -> dict:
-    m = e.model
     return {
         "name": e.name, "state": e.state, "error": e.error, "failed_version": e.failed_version,
         "load_seconds": e.load_seconds, "health": e.health(), "status": e.status(),
         "batching": e.batching.model_dump(),
         "config": None if e.config is None else {
             "architecture": e.config.architecture, "options": e.config.options, "batching": e.config.batching,
-            "validate_range": e.config.validate_range},
-        "model": None if m is None else {
-            "name": m.name, "version": m.version, "architecture": m.architecture, "labels": m.labels,
-            "devices": list(m.devices), "inputs": [s.to_wire() for s in m.inputs],
-            "outputs": [s.to_wire() for s in m.outputs],
-            "takes_images": getattr(m, "preprocess_image", None) is not None},
+            "validate_range": e.config.validate_range, "version_policy": e.config.version_policy.to_config(),
+            "version_labels": e.config.version_labels},
+        "slots": [{"model": _model_wire(slot.model), "load_seconds": slot.load_seconds, "health": slot.health()}
+                  for slot in e.slots.values()],
     }
 
 
@@ -184,6 +188,9 @@ class Engine:
                 raise ValueError(f"a front end may not call {msg['fn']!r}")
             value = await getattr(self.manager, msg["fn"])(**msg.get("kw", {}))
             reply = {"t": "r", "id": msg["id"], "val": value}
+            # what the call changed reaches every front end before this answer does (same ordered socket):
+            # a client that loads a model and sends a request at once finds it served
+            self.publish(force=True)
         except Exception as e:  # noqa: BLE001
             reply = {"t": "r", "id": msg["id"], "err": encode_error(e)}
         conn.send(reply)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["ServiceError", "InvalidRequest", "PayloadTooLarge", "RequestTimeout", "UnknownModel", "ModelNotReady",
-           "NotAcceptingWork", "clip"]
+           "NotAcceptingWork", "ModelControlDisabled", "clip"]
 
 
 def clip(text: Any, limit: int = 64) -> str:
@@ -61,3 +61,9 @@ class ModelNotReady(ServiceError):
 
 class NotAcceptingWork(ServiceError):
     status = 503
+
+
+class ModelControlDisabled(ServiceError):
+    """Loading or unloading through the API that ``TPSERVE_MODEL_CONTROL`` does not allow."""
+
+    status = 409

@@ -20,7 +20,9 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 class Metrics:
-    """Every metric the service exports. Names carry units; labels are bounded (model, route, code)."""
+    """Every metric the service exports. Names carry units; labels are bounded (model, version, route, code).
+    The batch-level series (queue, compute, batch size, queued rows) carry the model version that ran them:
+    each loaded version has its own batcher."""
 
     def __init__(self, registry: CollectorRegistry | None = None):
         # ``registry``: where the metrics are registered and what /metrics exports (see multiprocess())
@@ -34,19 +36,20 @@ class Metrics:
                                           ["model", "route"], buckets=_LATENCY_BUCKETS, registry=r)
         self.queue_duration = Histogram("tpserve_queue_duration_seconds",
                                         "Time a request waited in the batch queue before its batch ran",
-                                        ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+                                        ["model", "version"], buckets=_LATENCY_BUCKETS, registry=r)
         self.inference_duration = Histogram("tpserve_inference_duration_seconds",
-                                            "Compute time of one executed batch, by model and device",
-                                            ["model", "device"], buckets=_LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("tpserve_batch_size", "Rows per executed batch", ["model"],
+                                            "Compute time of one executed batch, by model version and device",
+                                            ["model", "version", "device"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram("tpserve_batch_size", "Rows per executed batch", ["model", "version"],
                                     buckets=_BATCH_BUCKETS, registry=r)
-        self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model"], registry=r,
+        self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model", "version"],
+                                registry=r,
                                 multiprocess_mode="livesum")
         self.rejected = Counter("tpserve_rejected_total",
                                 "Requests refused before running, by reason (queue_full, too_large, deadline, shutting_down, "
                                 "not_ready, unavailable)", ["model", "reason"], registry=r)
-        self.model_info = Gauge("tpserve_model_info", "1 for each model version and its state", ["model", "version",
-                                                                                             "state"], registry=r,
+        self.model_info = Gauge("tpserve_model_info", "1 for each loaded model version (READY), or for a model with "
+                                "none loaded its state (version 'none')", ["model", "version", "state"], registry=r,
                                 multiprocess_mode="livesum")
         self.model_load_seconds = Gauge("tpserve_model_load_seconds",
                                         "Seconds the last load (build + restore + warm-up) of a model took", ["model"],
@@ -81,31 +84,34 @@ class Metrics:
         child[0].inc()
         child[1].observe(seconds)
 
-    def observer(self, model: str, devices: list[str]) -> ModelObserver:
-        return ModelObserver(self, model, devices)
+    def observer(self, model: str, devices: list[str], version: str = "") -> ModelObserver:
+        return ModelObserver(self, model, devices, version)
 
-    def set_model_state(self, model: str, version: str, state: str):
-        """Exactly one (version, state) series per model is 1."""
+    def set_model_states(self, model: str, states: dict[str, str]):
+        """The model's ``tpserve_model_info`` series: 1 for each {version: state} given, none other."""
+        wanted = set(states.items())
         for sample in list(self.model_info.collect()[0].samples):
-            if sample.labels.get("model") == model:
+            labels = sample.labels
+            if labels.get("model") == model and (labels["version"], labels["state"]) not in wanted:
                 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                     # the value lives in a file, which removal would not clear: the series stays, at 0
-                    self.model_info.labels(model, sample.labels["version"], sample.labels["state"]).set(0)
+                    self.model_info.labels(model, labels["version"], labels["state"]).set(0)
                 else:
-                    self.model_info.remove(model, sample.labels["version"], sample.labels["state"])
-        self.model_info.labels(model, version, state).set(1)
+                    self.model_info.remove(model, labels["version"], labels["state"])
+        for version, state in states.items():
+            self.model_info.labels(model, version, state).set(1)
 
 
 class ModelObserver:
-    """The batcher's view of the metrics for one model (knows the device of each replica)."""
+    """The batcher's view of the metrics for one model version (knows the device of each replica)."""
 
-    def __init__(self, metrics: Metrics, model: str, devices: list[str]):
+    def __init__(self, metrics: Metrics, model: str, devices: list[str], version: str = ""):
         self._m = metrics
         self._model = model
-        self._queue_rows = metrics.queue_rows.labels(model)
-        self._batch = metrics.batch_size.labels(model)
-        self._queue = metrics.queue_duration.labels(model)
-        self._infer = [metrics.inference_duration.labels(model, d) for d in devices]
+        self._queue_rows = metrics.queue_rows.labels(model, version)
+        self._batch = metrics.batch_size.labels(model, version)
+        self._queue = metrics.queue_duration.labels(model, version)
+        self._infer = [metrics.inference_duration.labels(model, version, d) for d in devices]
 
     def on_batch(self, rows, requests, queue_waits_s, compute_s, replica):
         self._batch.observe(rows)

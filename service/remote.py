@@ -16,15 +16,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .batcher import ModelUnavailable, ShuttingDown
 from .images import RawImage, RawImageBatch, defer_preprocessing
 from .ipc import FramedProtocol, decode_error
-from .manager import ModelEntry, ModelManager
-from .model import ModelConfig, TensorSpec
+from .manager import ModelEntry, ModelManager, PinnedEntry, VersionSlot
+from .model import ModelConfig, TensorSpec, VersionPolicy
 from .settings import BatchingOptions
 from .shm import Arena, Segment, aligned, nbytes, views, write_arrays
 
@@ -48,6 +48,7 @@ class ModelInfo:
     labels: list[str] | None
     devices: list[str]
     takes_images: bool = False
+    wire: dict | None = field(default=None, repr=False, compare=False)   # the snapshot it was made from
 
     def __post_init__(self):
         # what service.images.image_row calls: here it only marks the decoded image for the engine
@@ -58,7 +59,7 @@ class ModelInfo:
     @classmethod
     def from_wire(cls, d: dict) -> ModelInfo:
         return cls(d["name"], d["version"], d["architecture"], [TensorSpec.from_wire(s) for s in d["inputs"]],
-                   [TensorSpec.from_wire(s) for s in d["outputs"]], d["labels"], d["devices"], d["takes_images"])
+                   [TensorSpec.from_wire(s) for s in d["outputs"]], d["labels"], d["devices"], d["takes_images"], d)
 
     def output_nbytes(self, rows: int) -> int | None:
         """Room for ``rows`` rows of every output, or None when an output's shape is not fixed."""
@@ -250,16 +251,19 @@ class RemoteManager(ModelManager):
             seen.add(d["name"])
             entry = self.entries.get(d["name"])
             if entry is None:
-                cfg = d["config"]
-                entry = self.entries[d["name"]] = RemoteEntry(
-                    d["name"], None if cfg is None else ModelConfig(d["name"], cfg["architecture"], cfg["options"],
-                                                                    cfg["batching"],
-                                                                    validate_range=cfg["validate_range"]))
-            m = d["model"]
-            if m is None:
-                entry.model = None
-            elif entry.model is None or entry.model.version != m["version"]:
-                entry.model = ModelInfo.from_wire(m)      # a new version was swapped in by the engine
+                entry = self.entries[d["name"]] = RemoteEntry(d["name"], None)
+            cfg = d["config"]
+            entry.config = None if cfg is None else ModelConfig(
+                d["name"], cfg["architecture"], cfg["options"], cfg["batching"], validate_range=cfg["validate_range"],
+                version_policy=VersionPolicy.parse(cfg["version_policy"]), version_labels=cfg["version_labels"])
+            slots = {}
+            for w in d["slots"]:
+                m = w["model"]
+                known = entry.slots.get(m["version"])
+                # the same version as before keeps its ModelInfo; a new (or rebuilt) version gets one
+                info = known.model if known is not None and known.model.wire == m else ModelInfo.from_wire(m)
+                slots[m["version"]] = VersionSlot(info, None, w["load_seconds"], w["health"])
+            entry.slots = slots
             entry.state, entry.error, entry.failed_version = d["state"], d["error"], d["failed_version"]
             entry.load_seconds = d["load_seconds"]
             entry.batching = BatchingOptions(**d["batching"])
@@ -290,8 +294,16 @@ class RemoteManager(ModelManager):
         return super().readiness()
 
     async def infer(self, entry, arrays, deadline, version=None, hold=None):
-        # the engine checks a version pin against what it serves (not this snapshot)
+        # the engine resolves the version or label and checks it against what it serves (not this snapshot)
+        if version is None and isinstance(entry, PinnedEntry):
+            version = entry.requested
         return await self.client.infer(entry.name, entry.model, arrays, deadline, version)
 
     async def poll_once(self, only: str | None = None) -> dict[str, str]:
         return await self.client.call("poll_once", only=only)
+
+    async def load(self, name: str) -> str:
+        return await self.client.call("load", name=name)
+
+    async def unload(self, name: str) -> str:
+        return await self.client.call("unload", name=name)

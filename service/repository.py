@@ -5,13 +5,16 @@ Layout (Triton / TF Serving style)::
 
     <repo>/<model>/config.json | config.yaml   {"architecture": "mnist-convnet", "options": {...},
                                                  "batching": {"max_batch_size": 64, ...},
-                                                 "validate_range": true}
+                                                 "validate_range": true,
+                                                 "version_policy": {"latest": 2},
+                                                 "version_labels": {"stable": 3, "canary": 4}}
     <repo>/<model>/<version>/model.npz          or a TF checkpoint (checkpoint file / model-N.index)
 
 The user's own models (``"architecture": "pkg.module:Model"`` with ``"outputs"``, or
 ``"saved_model"`` with a SavedModel as the version directory) are described in ``model_zoo.user``.
 
-The highest numeric version is served.
+Which numeric versions are served is the config's ``version_policy`` (default: the highest one;
+see :class:`service.model.VersionPolicy`); ``version_labels`` name versions for requests.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import ModelConfig, TensorSpec
+from .model import ModelConfig, TensorSpec, VersionPolicy, parse_version_labels
 from .process import available_cpus
 from .settings import Settings, load_config_file
 
@@ -32,7 +35,8 @@ __all__ = ["ModelRepository", "TFModel", "find_weights", "zoo_options"]
 
 logger = logging.getLogger("tpserve")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_CONFIG_KEYS = {"architecture", "options", "batching", "description", "validate_range"}
+_CONFIG_KEYS = {"architecture", "options", "batching", "description", "validate_range", "version_policy",
+                "version_labels"}
 
 
 def session_threads(settings: Settings, devices: list[str]) -> tuple[int, int]:
@@ -114,11 +118,18 @@ class ModelRepository:
         except OSError as e:
             return [("<repository>", f"reading the model repository failed: {self.relative(str(e))}")]
         for d in dirs:
-            try:
-                out.append(self._read_config(d))
-            except (ValueError, OSError) as e:
-                out.append((d.name, self.relative(str(e))))
+            out.append(self.read_config(d.name))
         return out
+
+    def read_config(self, name: str):
+        """One model directory's ``ModelConfig``, or ``(name, error)`` when it is broken or absent."""
+        d = self.root / name
+        if not _NAME_RE.match(name) or not d.is_dir():
+            return name, f"no model directory {name!r} in the model repository"
+        try:
+            return self._read_config(d)
+        except (ValueError, OSError) as e:
+            return name, self.relative(str(e))
 
     def _read_config(self, d: Path) -> ModelConfig:
         import model_zoo
@@ -145,9 +156,12 @@ class ModelRepository:
         if not isinstance(validate_range, bool):
             raise ValueError(f"{files[0]}: 'validate_range' must be true or false, got {validate_range!r:.40}")
         spec = model_zoo.user.parse_config(raw, self.root, str(files[0].relative_to(self.root))) if user else None
+        policy = VersionPolicy.parse(raw.get("version_policy"), f"{files[0]}: version_policy")
+        labels = parse_version_labels(raw.get("version_labels"), f"{files[0]}: version_labels")
         if not self.versions(d.name):
             raise ValueError(f"{d} has no numeric version directory (e.g. {d}/1/model.npz)")
-        return ModelConfig(d.name, arch, options, batching, user=spec, validate_range=validate_range)
+        return ModelConfig(d.name, arch, options, batching, user=spec, validate_range=validate_range,
+                           version_policy=policy, version_labels=labels)
 
     def load(self, config: ModelConfig, max_batch_size: int, version: int | None = None) -> TFModel:
         """Build, restore (strictly: every variable must be in the file) and warm up a model version."""
@@ -159,6 +173,7 @@ class ModelRepository:
         elif version not in versions:
             raise ValueError(f"model {config.name!r} has no version {version}; versions: {versions}")
         version_dir = self.root / config.name / str(version)
+        rss0 = _resident_bytes()
         try:
             weights = str(version_dir) if config.architecture == "saved_model" else find_weights(version_dir)
             model = TFModel(config, str(version), weights, self.settings)
@@ -176,6 +191,9 @@ class ModelRepository:
             if public is e:
                 raise
             raise public from e
+        rss1 = _resident_bytes()
+        if rss0 is not None and rss1 is not None:
+            model.memory["resident_growth_bytes"] = max(0, rss1 - rss0)
         return model
 
     def relative(self, text: str) -> str:
@@ -208,6 +226,15 @@ class ModelRepository:
         if self.relative(str(error)) == str(error):
             return error
         return RuntimeError(f"{type(error).__name__}: {public}")
+
+
+def _resident_bytes() -> int | None:
+    """This process's resident memory (Linux ``/proc/self/statm``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class TFModel:
@@ -248,6 +275,9 @@ class TFModel:
         except BaseException:
             self._predictor.close()   # nobody else holds this half-built model: its session would leak
             raise
+        # what this version holds in memory (``/models``): its variables over every replica, and how much
+        # the process grew while loading and warming it up (set by ModelRepository.load)
+        self.memory = {"variables_bytes": self._predictor.variable_bytes(), "replicas": len(self._replicas)}
 
     @staticmethod
     def _filler(spec: TensorSpec, rows: int) -> np.ndarray:

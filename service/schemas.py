@@ -90,10 +90,11 @@ ERROR_TEXT = {
     400: "invalid request (the body names the field, the expected and the received value)",
     404: "unknown model, version or verb",
     408: "the request body did not arrive within TPSERVE_BODY_TIMEOUT_S (the connection is closed)",
+    409: "model control that TPSERVE_MODEL_CONTROL does not allow",
     413: "body or image above the limit (the connection is closed when the body was left unread)",
     415: "unsupported image format",
     429: "queue full; see Retry-After",
-    500: "the batch holding this request failed (the reason is in 'error')",
+    500: "the batch holding this request failed, or a model load failed (the reason is in 'error')",
     503: "model not ready or unavailable, or server shutting down",
     504: "deadline passed before the request ran",
 }

@@ -111,7 +111,16 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, ge=1, description="decoded image size limit (width*height); above: 413")
     max_image_side: int = Field(10_000, ge=1, description=(
         "image width and height limit, each checked from the header before decoding; above: 413"))
-    poll_interval_s: float = Field(10.0, ge=0, description="how often the repository is polled for new versions; 0 = never")
+    poll_interval_s: float = Field(10.0, ge=0, description=(
+        "how often the repository is polled for new versions and config changes (model_control 'poll'); 0 = never"))
+    model_control: Literal["poll", "explicit", "none"] = Field("poll", description=(
+        "like Triton's --model-control-mode. 'poll': every model at start, the repository polled every "
+        "poll_interval_s, the load API polls one model now, unload is refused; 'explicit': the models of "
+        "startup_models at start, no polling, load and unload through the API (HTTP and gRPC); 'none': every "
+        "model at start, nothing changes afterwards (load and unload refused with 409)"))
+    startup_models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["*"], description=(
+        "model_control 'explicit' only: the models loaded at start ('*' = all, empty = none, like Triton's "
+        "--load-model; comma-separated in TPSERVE_STARTUP_MODELS)"))
     unhealthy_after_failed_batches: int = Field(5, ge=0, description=(
         "after this many consecutive failed batches a model is reported UNAVAILABLE (readiness 503) until a "
         "batch succeeds again; 0 = never"))
@@ -139,7 +148,7 @@ class Settings(BaseSettings):
     warmup: bool = Field(True, description="run every power-of-two batch size up to max_batch_size before ready")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="logging level")
 
-    @field_validator("api_keys", "open_paths", mode="before")
+    @field_validator("api_keys", "open_paths", "startup_models", mode="before")
     @classmethod
     def _split_csv(cls, v):
         if isinstance(v, str):

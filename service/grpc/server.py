@@ -2,8 +2,9 @@
 TF Serving's gRPC API (:mod:`service.grpc.tfserving_api`) is served on the same server and port.
 
 RPCs: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig, ModelInfer,
-ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload (UNIMPLEMENTED: the
-manager cannot unload a model yet). Every answer is the HTTP v2 route's, in protobuf: the same
+ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload (model control as
+``TPSERVE_MODEL_CONTROL`` allows: FAILED_PRECONDITION otherwise). A ``version`` / ``model_version`` is
+a number or one of the model's version labels. Every answer is the HTTP v2 route's, in protobuf: the same
 metadata, configuration, index, statistics (:mod:`service.protocols.stats`), validation
 (:mod:`service.validation`) and error texts; errors carry the gRPC code of :data:`GRPC_CODES`.
 
@@ -22,7 +23,7 @@ ModelInfer:
   or 504 when its gRPC deadline passed).
 
 Models are reached only through the manager interface (``get``/``find``/``entries``/``readiness``/
-``liveness``/``version_not_loaded``/``poll_once``/``accepting``) and :func:`service.inference.infer`,
+``liveness``/``version_not_loaded``/``load``/``unload``/``accepting``) and :func:`service.inference.infer`,
 so a front-end process can serve this over a mirror of the engine's manager.
 
 API keys (``TPSERVE_API_KEYS``): as over HTTP, ``authorization: Bearer <key>`` metadata on every RPC
@@ -66,6 +67,7 @@ GRPC_CODES = {
     403: grpc.StatusCode.PERMISSION_DENIED,
     404: grpc.StatusCode.NOT_FOUND,
     408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    409: grpc.StatusCode.FAILED_PRECONDITION,   # model control the server's mode does not allow
     413: grpc.StatusCode.INVALID_ARGUMENT,      # larger than the queue could ever hold: retrying cannot help
     429: grpc.StatusCode.RESOURCE_EXHAUSTED,    # queue full: retry later (trailers say when)
     500: grpc.StatusCode.INTERNAL,
@@ -115,10 +117,6 @@ async def answer(context, fn, *args):
     await context.abort(code, message)
 
 
-class _Unimplemented(ServiceError):
-    status = 501
-
-
 def _version(v: str) -> str | None:
     return v or None
 
@@ -154,7 +152,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request, context):
         async def ready():
             name, version = self._name(request.name), _version(request.version)
-            entry = kserve._entry_at(self.manager, name, version)
+            entry = self.manager.find(name, version)
             ok = entry.state == "READY" and entry.health() is None and (version is not None or self.manager.accepting)
             return pb.ModelReadyResponse(ready=ok)
         return await self._answer(context, ready)
@@ -166,8 +164,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelMetadata(self, request, context):
         async def metadata():
             name, version = self._name(request.name), _version(request.version)
-            entry = self.manager.get(name, version) if version is not None else self.manager.find(name)
-            m = kserve._model_metadata(entry)
+            m = kserve._model_metadata(self.manager.find(name, version))
             return pb.ModelMetadataResponse(name=m["name"], versions=m["versions"], platform=m["platform"],
                                             inputs=_tensor_metadata(m["inputs"]),
                                             outputs=_tensor_metadata(m["outputs"]))
@@ -175,7 +172,7 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelConfig(self, request, context):
         async def config():
-            entry = kserve._entry_at(self.manager, self._name(request.name), _version(request.version))
+            entry = self.manager.find(self._name(request.name), _version(request.version))
             out = pb.ModelConfigResponse()
             json_format.ParseDict(kserve._model_config(entry), out.config, ignore_unknown_fields=True)
             return out
@@ -191,36 +188,31 @@ class Servicer(pb_grpc.GRPCInferenceServiceServicer):
     # ------------------------------------------------------------------ repository
     async def RepositoryIndex(self, request, context):
         out = pb.RepositoryIndexResponse()
-        for e in self.manager.entries.values():
-            unhealthy = e.health()
-            state = "UNAVAILABLE" if unhealthy or e.state == "FAILED" else e.state     # READY, LOADING
-            if request.ready and state != "READY":
-                continue
-            out.models.add(name=e.name, version=e.version or "", state=state,
-                           reason="; ".join(x for x in (unhealthy, e.error) if x))
+        for row in kserve.repository_index(self.manager, request.ready):
+            out.models.add(name=row["name"], version=row.get("version", ""), state=row["state"],
+                           reason=row.get("reason", ""))
         return out
 
-    async def RepositoryModelLoad(self, request, context):
-        async def load():
+    async def _control(self, context, request, action: str, allowed: set[str]):
+        async def control():
             name = self._name(request.model_name, "model_name")
-            self.manager.find(name)
-            if request.parameters:
-                raise _Unimplemented(f"load parameters {sorted(request.parameters)} are not supported: a load "
-                                     "serves the newest version in the model repository", field="parameters")
-            result = await self.manager.poll_once(only=name)
-            entry = self.manager.find(name)
-            msg = result.get(name, f"serving {entry.version}")
-            if msg.startswith("failed"):
-                raise ServiceError(f"model {name!r}: {msg}")
-            return pb.RepositoryModelLoadResponse()
-        return await self._answer(context, load)
+            unsupported = sorted(set(request.parameters) - allowed)
+            if unsupported:
+                raise InvalidRequest(f"{action} parameters {unsupported} are not supported: models are read from "
+                                     "the model repository (edit its files, then load)", field="parameters",
+                                     received=unsupported)
+            result = await getattr(self.manager, action)(name)
+            answer, status = kserve.control_answer(self.manager, name, result)
+            if status != 200:
+                raise ServiceError(answer["error"])
+            return (pb.RepositoryModelLoadResponse if action == "load" else pb.RepositoryModelUnloadResponse)()
+        return await self._answer(context, control)
+
+    async def RepositoryModelLoad(self, request, context):
+        return await self._control(context, request, "load", set())
 
     async def RepositoryModelUnload(self, request, context):
-        async def unload():
-            self.manager.find(self._name(request.model_name, "model_name"))
-            raise _Unimplemented("unloading a model is not supported yet: tpserve serves every model of its "
-                                 "repository until the model's directory is removed")
-        return await self._answer(context, unload)
+        return await self._control(context, request, "unload", {"unload_dependents"})
 
     # ------------------------------------------------------------------ inference
     async def ModelInfer(self, request, context):

@@ -9,8 +9,8 @@
 
 The semantics are the REST API's (:mod:`service.protocols.tfserving`): every model serves one signature,
 ``serving_default`` (``signature_name`` empty or that, else INVALID_ARGUMENT); ``model_spec.version``
-pins the version (NOT_FOUND when it is not the one served); ``model_spec.version_label`` is NOT_FOUND
-(labels are not configured). Inputs are checked by :func:`service.validation.check_batch`, run by
+or ``model_spec.version_label`` (one of the model config's ``version_labels``) pins the version (NOT_FOUND when
+it is not loaded, or the label unknown); without either, the newest loaded version answers. Inputs are checked by :func:`service.validation.check_batch`, run by
 :func:`service.inference.infer` (models are reached only through the manager interface), counted in
 ``tpserve_requests_total`` with routes ``grpc:tfserving:predict`` / ``grpc:tfserving:classify``, errors
 mapped by :data:`service.grpc.server.GRPC_CODES`; the deadline is the call's gRPC deadline or
@@ -29,7 +29,7 @@ import asyncio
 import grpc
 import numpy as np
 
-from ..errors import InvalidRequest, UnknownModel, clip
+from ..errors import InvalidRequest, clip
 from ..http import instrument
 from ..images import image_row, run_image_work, stack_rows, top_k
 from ..inference import infer
@@ -133,12 +133,14 @@ def _name(spec) -> str:
 
 
 def _version(spec) -> str | None:
-    """The pinned version (None: the served one); a label is NOT_FOUND: none are configured."""
+    """The pinned version or label (None: the newest loaded version)."""
     kind = spec.WhichOneof("version_choice")
     if kind == "version_label":
-        raise UnknownModel(f"model {clip(spec.name)!r} has no version label {clip(spec.version_label, 40)!r}: "
-                           "version labels are not configured; pin a version with model_spec.version",
-                           field="model_spec.version_label", received=clip(spec.version_label, 40))
+        if not spec.version_label or spec.version_label.isdigit():
+            raise InvalidRequest(f"model_spec.version_label {clip(spec.version_label, 40)!r} is not a label: "
+                                 "pin a version number with model_spec.version", field="model_spec.version_label",
+                                 received=clip(spec.version_label, 40))
+        return spec.version_label
     return str(spec.version.value) if kind == "version" else None
 
 
@@ -167,15 +169,10 @@ class _Base:
         self.manager = manager
         self.metrics = metrics
 
-    def _entry(self, spec, ready: bool = True):
-        """(entry, pinned version): READY and serving the version for inference, any state for status."""
+    def _entry(self, spec):
+        """(entry, pinned version or label): READY, on the version the spec pins (if any), for inference."""
         name, version = _name(spec), _version(spec)
-        if ready:
-            return self.manager.get(name, version), version
-        entry = self.manager.find(name)
-        if version is not None and version != entry.version:
-            raise self.manager.version_not_loaded(entry, version)
-        return entry, version
+        return self.manager.get(name, version), version
 
     async def _run(self, route, request, context, make_inputs, respond):
         settings = self.settings
@@ -293,7 +290,7 @@ class PredictionServicer(_Base, pb_grpc.PredictionServiceServicer):
     # ------------------------------------------------------------------ GetModelMetadata
     async def GetModelMetadata(self, request, context):
         async def metadata():
-            entry, version = self._entry(request.model_spec, ready=False)
+            name, version = _name(request.model_spec), _version(request.model_spec)
             fields = list(request.metadata_field)
             if not fields:
                 raise InvalidRequest("metadata_field must name at least one field: 'signature_def'",
@@ -303,7 +300,7 @@ class PredictionServicer(_Base, pb_grpc.PredictionServiceServicer):
                 raise InvalidRequest(f"metadata field {clip(unknown[0])!r} is not supported; supported: "
                                      "['signature_def']", field="metadata_field", expected=["signature_def"],
                                      received=clip(unknown[0]))
-            meta = rest._metadata(entry, version)           # the REST answer, in protobuf
+            meta = rest._metadata(self.manager, name, version)           # the REST answer, in protobuf
             sigmap = pb.SignatureDefMap()
             for sig_name, sig in meta["metadata"]["signature_def"]["signature_def"].items():
                 out = sigmap.signature_def[sig_name]
@@ -316,7 +313,7 @@ class PredictionServicer(_Base, pb_grpc.PredictionServiceServicer):
                         for d in info["tensor_shape"]["dim"]:
                             ti.tensor_shape.dim.add(size=int(d["size"]))
             resp = pb.GetModelMetadataResponse()
-            _spec_out(resp.model_spec, entry, None)
+            _spec_out(resp.model_spec, self.manager.find(name, version), None)
             resp.metadata["signature_def"].Pack(sigmap)
             return resp
         return await answer(context, metadata)
@@ -325,13 +322,13 @@ class PredictionServicer(_Base, pb_grpc.PredictionServiceServicer):
 class ModelServicer(_Base, pb_grpc.ModelServiceServicer):
     async def GetModelStatus(self, request, context):
         async def status():
-            entry, version = self._entry(request.model_spec, ready=False)
-            s = rest._status(entry, version)["model_version_status"][0]
+            spec = request.model_spec
             resp = pb.GetModelStatusResponse()
-            v = resp.model_version_status.add(version=int(s["version"]) if s["version"].isdigit() else 0,
-                                              state=_STATES.get(s["state"], pb.ModelVersionStatus.UNKNOWN))
-            v.status.error_code = 0 if s["status"]["error_code"] == "OK" else 14     # tensorflow.error.UNAVAILABLE
-            v.status.error_message = s["status"]["error_message"]
+            for s in rest._status(self.manager, _name(spec), _version(spec))["model_version_status"]:
+                v = resp.model_version_status.add(version=int(s["version"]) if s["version"].isdigit() else 0,
+                                                  state=_STATES.get(s["state"], pb.ModelVersionStatus.UNKNOWN))
+                v.status.error_code = 0 if s["status"]["error_code"] == "OK" else 14  # tensorflow.error.UNAVAILABLE
+                v.status.error_message = s["status"]["error_message"]
             return resp
         return await answer(context, status)
 

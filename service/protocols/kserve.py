@@ -3,7 +3,8 @@ configuration and model repository extensions.
 
 * ``GET /v2``, ``/v2/health/live``, ``/v2/health/ready``
 * ``GET /v2/models/{name}[/versions/{v}]`` (metadata), ``.../ready``, ``.../config`` (Triton's model
-  configuration JSON)
+  configuration JSON). ``{v}`` is a version number or one of the model's version labels; without it,
+  the newest loaded version answers.
 * ``POST /v2/models/{name}[/versions/{v}]/infer``: JSON tensors, or a JSON header of
   ``Inference-Header-Content-Length`` bytes followed by raw little-endian tensor bytes for inputs
   whose ``parameters.binary_data_size`` is set. Outputs come back as binary when requested
@@ -11,8 +12,8 @@ configuration and model repository extensions.
   Triton). ``outputs[i].parameters.classification = k`` returns, per row, the k highest values of
   that output as BYTES strings ``"value:index"`` or ``"value:index:label"`` (Triton's format; labels
   when the model has one per element of the output).
-* ``POST /v2/repository/index``: every model with its served version and state.
-* ``POST /v2/repository/models/{name}/load``: load the newest version now (hot reload).
+* ``POST /v2/repository/index``: every loaded model version and its state.
+* ``POST /v2/repository/models/{name}/load`` / ``unload``: model control (``TPSERVE_MODEL_CONTROL``).
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def _model_metadata(entry):
     m = entry.model
     if m is None:
         raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
-    return {"name": entry.name, "versions": [entry.version], "platform": "tensorflow_graphdef",
+    return {"name": entry.name, "versions": entry.versions, "platform": "tensorflow_graphdef",
             "inputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": [-1, *[
                 -1 if d is None else d for d in s.shape]]} for s in m.inputs],
             "outputs": [{"name": s.name, "datatype": v2_datatype(s.dtype), "shape": [-1, *[
@@ -119,9 +120,9 @@ async def model_metadata(request: Request, name: str):
     return json_response(_model_metadata(request.app.state.manager.find(name)))
 
 
-@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (pinned version)", **_META)
+@router.get("/v2/models/{name}/versions/{version}", summary="Model metadata (a version by number or label)", **_META)
 async def model_version_metadata(request: Request, name: str, version: str):
-    return json_response(_model_metadata(request.app.state.manager.get(name, version)))
+    return json_response(_model_metadata(request.app.state.manager.find(name, version)))
 
 
 @router.get("/v2/models/{name}/ready", summary="Model readiness", **_READY)
@@ -131,20 +132,12 @@ async def model_ready(request: Request, name: str):
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
 
 
-@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness", **_READY)
+@router.get("/v2/models/{name}/versions/{version}/ready", summary="Model version readiness (number or label)",
+            **_READY)
 async def model_version_ready(request: Request, name: str, version: str):
-    entry = _entry_at(request.app.state.manager, name, version)
+    entry = request.app.state.manager.find(name, version)
     ok = entry.state == "READY" and entry.health() is None
     return json_response({"name": name, "ready": ok}, status=200 if ok else 503)
-
-
-def _entry_at(manager, name: str, version: str | None):
-    """The entry for ``name`` in any state; 404 when ``version`` is given and a different one is loaded
-    (a version that is not served is unknown here, not merely "not ready")."""
-    entry = manager.find(name)
-    if version is not None and entry.version is not None and version != entry.version:
-        raise manager.version_not_loaded(entry, version)
-    return entry
 
 
 # Triton's model configuration types (model_config.proto): TYPE_ + the v2 datatype, BYTES is TYPE_STRING
@@ -170,7 +163,7 @@ def _model_config(entry) -> dict:
     group = {"name": entry.name, "kind": "KIND_GPU", "count": 1, "gpus": gpus} if gpus else \
         {"name": entry.name, "kind": "KIND_CPU", "count": len(m.devices)}
     return {"name": entry.name, "platform": "tensorflow_graphdef", "backend": "tensorflow",
-            "version_policy": {"latest": {"num_versions": 1}},       # the newest version is served
+            "version_policy": entry.config.version_policy.to_config() if entry.config is not None else {},
             "max_batch_size": b.max_batch_size,
             "input": [_tensor_config(s, True) for s in m.inputs],
             "output": [_tensor_config(s, False) for s in m.outputs],
@@ -185,19 +178,36 @@ _CONFIG = {"response_model": V2ModelConfig, "responses": error_responses(404, 50
 @router.get("/v2/models/{name}/config", summary="Model configuration (Triton's model configuration extension)",
             **_CONFIG)
 async def model_config(request: Request, name: str):
-    return json_response(_model_config(_entry_at(request.app.state.manager, name, None)))
+    return json_response(_model_config(request.app.state.manager.find(name)))
 
 
-@router.get("/v2/models/{name}/versions/{version}/config", summary="Model configuration (pinned version)",
-            **_CONFIG)
+@router.get("/v2/models/{name}/versions/{version}/config", summary="Model configuration (a version by number or "
+            "label)", **_CONFIG)
 async def model_version_config(request: Request, name: str, version: str):
-    return json_response(_model_config(_entry_at(request.app.state.manager, name, version)))
+    return json_response(_model_config(request.app.state.manager.find(name, version)))
 
 
-@router.post("/v2/repository/index", summary="Every model, its served version and state (Triton's repository "
+def repository_index(manager, ready_only: bool = False) -> list[dict]:
+    """Triton's repository index: a row per loaded version of each model (``READY``, or ``UNAVAILABLE`` when
+    that version's batches fail or hang), and one row for a model with none loaded (``LOADING``, or
+    ``UNAVAILABLE`` when it failed or was unloaded, with the reason). ``ready_only``: the READY rows."""
+    rows = []
+    for e in manager.entries.values():
+        for slot in e.slots.values():
+            unhealthy = slot.health()
+            reason = "; ".join(x for x in (unhealthy, e.error if slot is e.newest else None) if x)
+            rows.append({"name": e.name, "version": slot.version, "state": "UNAVAILABLE" if unhealthy else "READY",
+                         **({"reason": reason} if reason else {})})
+        if not e.slots:
+            state = "LOADING" if e.state == "LOADING" else "UNAVAILABLE"      # FAILED, UNLOADED
+            rows.append({"name": e.name, "state": state, **({"reason": e.error} if e.error else {})})
+    return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+
+
+@router.post("/v2/repository/index", summary="Every model version and its state (Triton's repository "
              "extension)", response_model=list[V2IndexEntry], openapi_extra=V2_INDEX_REQUEST_BODY,
              responses=error_responses(400, 408, 413))
-async def repository_index(request: Request):
+async def repository_index_route(request: Request):
     body = await read_body(request, 64 * 1024)
     ready_only = False
     if body.strip():
@@ -205,29 +215,58 @@ async def repository_index(request: Request):
         if not isinstance(ready_only, bool):
             raise InvalidRequest("'ready' must be a JSON boolean", field="ready", expected="true or false",
                                  received=clip(ready_only, 20))
-    rows = []
-    for e in request.app.state.manager.entries.values():
-        unhealthy = e.health()
-        state = "UNAVAILABLE" if unhealthy or e.state == "FAILED" else e.state     # READY, LOADING
-        if ready_only and state != "READY":
-            continue
-        row = {"name": e.name, **({"version": e.version} if e.version is not None else {}), "state": state}
-        reason = "; ".join(x for x in (unhealthy, e.error) if x)
-        rows.append({**row, "reason": reason} if reason else row)
-    return json_response(rows)
+    return json_response(repository_index(request.app.state.manager, ready_only))
 
 
-@router.post("/v2/repository/models/{name}/load", summary="Load the newest version of a model now",
-             responses=error_responses(404, 500))
+async def _control_body(request: Request, action: str):
+    """A load/unload request body: empty, or ``{"parameters": {...}}`` whose only accepted key is unload's
+    ``unload_dependents`` (no dependents here); a config or files in the load request are refused (400):
+    this server reads models from its repository."""
+    body = await read_body(request, 64 * 1024)
+    if not body.strip():
+        return
+    params = parse_json(body).get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidRequest("'parameters' must be a JSON object", field="parameters", received=clip(params, 40))
+    unsupported = sorted(set(params) - ({"unload_dependents"} if action == "unload" else set()))
+    if unsupported:
+        raise InvalidRequest(f"{action} parameters {unsupported} are not supported: models are read from the "
+                             "model repository (edit its files, then load)", field="parameters",
+                             received=unsupported)
+
+
+def control_answer(manager, name: str, result: str) -> tuple[dict, int]:
+    """The JSON answer (and status) of a load or unload: 500 when the load failed."""
+    entry = manager.entries.get(name)
+    versions = entry.versions if entry is not None else []
+    body = {"name": name, "version": versions[-1] if versions else None, "versions": versions}
+    if result.startswith("failed") or "; failed" in result or result.startswith("no version") or \
+            (entry is not None and entry.state == "FAILED"):
+        return {"error": f"model {name!r}: {result}", **body}, 500
+    return {**body, "result": result}, 200
+
+
+@router.post("/v2/repository/models/{name}/load", summary="Load a model now (Triton's repository extension)",
+             description="Reads the model's config from the repository and serves the versions its version policy "
+                         "selects. TPSERVE_MODEL_CONTROL=poll: polls this model now; explicit: also loads a model "
+                         "that is not loaded (or new in the repository); none: refused (409).",
+             responses=error_responses(400, 404, 409, 500))
 async def repository_load(request: Request, name: str):
+    await _control_body(request, "load")
     manager = request.app.state.manager
-    manager.find(name)
-    result = await manager.poll_once(only=name)
-    entry = manager.find(name)
-    msg = result.get(name, f"serving {entry.version}")
-    if msg.startswith("failed"):
-        return json_response({"error": msg, "name": name, "version": entry.version}, status=500)
-    return json_response({"name": name, "version": entry.version, "result": msg})
+    answer, status = control_answer(manager, name, await manager.load(name))
+    return json_response(answer, status=status)
+
+
+@router.post("/v2/repository/models/{name}/unload", summary="Unload a model (Triton's repository extension)",
+             description="TPSERVE_MODEL_CONTROL=explicit only (else 409). New requests to the model get 404 at once; "
+                         "the requests it had accepted are answered (its queues drain) before this returns.",
+             responses=error_responses(400, 404, 409))
+async def repository_unload(request: Request, name: str):
+    await _control_body(request, "unload")
+    manager = request.app.state.manager
+    answer, status = control_answer(manager, name, await manager.unload(name))
+    return json_response(answer, status=status)
 
 
 def _parse_request(body: bytes, header_len: str | None, budget=None, model: str | None = None):
@@ -480,6 +519,7 @@ async def infer_latest(request: Request, name: str):
     return await run(request, _INFER_CODEC, name)
 
 
-@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a pinned version", **_INFER)
+@router.post("/v2/models/{name}/versions/{version}/infer", summary="Inference on a version (number or label)",
+             **_INFER)
 async def infer_version(request: Request, name: str, version: str):
     return await run(request, _INFER_CODEC, name, version)

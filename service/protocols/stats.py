@@ -1,8 +1,9 @@
 """Triton's statistics extension, read from the Prometheus metrics (the numbers ``/metrics`` exports).
 
 * ``GET /v2/models/stats``: every model
-* ``GET /v2/models/{name}/stats``, ``GET /v2/models/{name}/versions/{v}/stats``: one model (a version
-  that is not the served one is 404, as everywhere else)
+* ``GET /v2/models/{name}/stats``: every loaded version of one model; ``GET
+  /v2/models/{name}/versions/{v}/stats``: one version, by number or label (one that is not loaded is
+  404, as everywhere else)
 * the gRPC ``ModelStatistics`` RPC answers the same numbers (:func:`model_statistics`, used by
   :mod:`service.grpc`).
 
@@ -32,8 +33,10 @@ multi-process directory's creation):
 ``last_inference``                         0 (no metric holds a timestamp)
 ========================================  ===================================================================
 
-Metrics carry no version label: a model's numbers cover every version it has served; the version
-reported is the one served now ("" while none is loaded).
+One entry per loaded version (a model with none loaded: one entry, version ""). The batch-level numbers
+(queue, compute, executions, batch sizes) are that version's: those metrics carry a ``version`` label.
+``success``/``fail`` come from ``tpserve_requests_total``, counted per model (a request's version is
+not known when it fails before routing): every version of a model reports the model's counts.
 """
 from __future__ import annotations
 
@@ -78,7 +81,7 @@ class InferBatchStatistics(BaseModel):
 
 class ModelStatistics(BaseModel):
     name: str
-    version: str = Field(..., description="the served version ('' while none is loaded)")
+    version: str = Field(..., description="the loaded version these numbers are for ('' while none is loaded)")
     last_inference: int = Field(0, description="always 0: no metric holds a timestamp")
     inference_count: int = Field(..., description="rows computed")
     execution_count: int = Field(..., description="batches executed")
@@ -102,9 +105,10 @@ def read_samples(registry) -> Samples:
     return out
 
 
-def _total(samples: Samples, name: str, model: str, pred=None) -> float:
+def _total(samples: Samples, name: str, model: str, pred=None, version: str | None = None) -> float:
+    """Sum of the samples ``name`` of ``model`` (of its ``version`` only, when given) that ``pred`` accepts."""
     return sum(v for labels, v in samples.get(name, ()) if labels.get("model") == model
-               and (pred is None or pred(labels)))
+               and (version is None or labels.get("version") == version) and (pred is None or pred(labels)))
 
 
 def _ns(seconds: float) -> int:
@@ -119,7 +123,7 @@ def _success(labels) -> bool:
     return labels.get("code", "").startswith("2")
 
 
-def _batch_stats(samples: Samples, model: str) -> list[dict]:
+def _batch_stats(samples: Samples, model: str, version: str) -> list[dict]:
     def row(size: int, count: float) -> dict:
         zero = _duration(count, 0.0)       # executions known, their compute time per size is not
         return {"batch_size": size, "compute_input": zero, "compute_infer": zero, "compute_output": zero}
@@ -128,7 +132,7 @@ def _batch_stats(samples: Samples, model: str) -> list[dict]:
     # only when hi - lo == 1
     cumulative: dict[float, float] = defaultdict(float)
     for labels, v in samples.get("tpserve_batch_size_bucket", ()):
-        if labels.get("model") == model:
+        if labels.get("model") == model and labels.get("version") == version:
             cumulative[float(labels["le"])] += v
     out, below, lo = [], 0.0, 0.0
     for le in sorted(cumulative):
@@ -139,51 +143,61 @@ def _batch_stats(samples: Samples, model: str) -> list[dict]:
     return out
 
 
-def model_stats(samples: Samples, entry) -> dict:
-    """Triton's ``ModelStatistics`` (as JSON) for one model entry."""
+def model_stats(samples: Samples, entry, version: str) -> dict:
+    """Triton's ``ModelStatistics`` (as JSON) for one version of a model entry ("": none loaded)."""
     name = entry.name
     requests_ok = _total(samples, "tpserve_requests_total", name, _success)
     requests_failed = _total(samples, "tpserve_requests_total", name, lambda labels: not _success(labels))
     ok_s, failed_s = _total(samples, "tpserve_request_duration_seconds_sum", name), 0.0
-    executions = _total(samples, "tpserve_inference_duration_seconds_count", name)
-    compute = _duration(executions, _total(samples, "tpserve_inference_duration_seconds_sum", name))
+
+    def of_version(sample_name: str) -> float:
+        return _total(samples, sample_name, name, version=version)
+
+    executions = of_version("tpserve_inference_duration_seconds_count")
+    compute = _duration(executions, of_version("tpserve_inference_duration_seconds_sum"))
     none = {"count": 0, "ns": 0}
-    batches = _total(samples, "tpserve_batch_size_count", name)
+    batches = of_version("tpserve_batch_size_count")
     return {
         "name": name,
-        "version": entry.version or "",
+        "version": version,
         "last_inference": 0,
-        "inference_count": int(round(_total(samples, "tpserve_batch_size_sum", name))),
+        "inference_count": int(round(of_version("tpserve_batch_size_sum"))),
         "execution_count": int(round(batches)),
         "inference_stats": {
             "success": _duration(requests_ok, ok_s),
             "fail": _duration(requests_failed, failed_s),
-            "queue": _duration(_total(samples, "tpserve_queue_duration_seconds_count", name),
-                               _total(samples, "tpserve_queue_duration_seconds_sum", name)),
+            "queue": _duration(of_version("tpserve_queue_duration_seconds_count"),
+                               of_version("tpserve_queue_duration_seconds_sum")),
             "compute_input": {"count": compute["count"], "ns": 0},
             "compute_infer": compute,
             "compute_output": {"count": compute["count"], "ns": 0},
             "cache_hit": none,
             "cache_miss": none,
         },
-        "batch_stats": _batch_stats(samples, name),
+        "batch_stats": _batch_stats(samples, name, version),
     }
 
 
 def model_statistics(manager, registry, name: str | None = None, version: str | None = None) -> dict:
-    """``{"model_stats": [...]}``: every model (``name`` None), or one; with ``version``, only when that
-    version is the one served (else the manager's 404, as for every pinned request)."""
+    """``{"model_stats": [...]}``: every loaded version of every model (``name`` None), or of one; with
+    ``version`` (a number or label), that version only when it is loaded (else the manager's 404, as for
+    every pinned request)."""
     if name is None:
         entries = [manager.entries[n] for n in sorted(manager.entries)]
+        rows = [(e, v) for e in entries for v in (e.versions or [""])]
     else:
         entry = manager.find(name)
-        if version is not None and version != entry.version:
-            if entry.version is None:
+        if version is None:
+            rows = [(entry, v) for v in entry.versions or [""]]
+        else:
+            if not entry.versions:
                 raise ModelNotReady(f"model {entry.name!r} is {entry.state}: no version is loaded", field="version")
-            raise manager.version_not_loaded(entry, version)
-        entries = [entry]
+            key = manager.resolve_version(entry, version)
+            if key not in entry.slots:
+                raise manager.version_not_loaded(entry, version)
+            rows = [(entry, key)]
     samples = read_samples(registry)
-    return {"model_stats": [model_stats(samples, e) for e in entries]}
+    return {"model_stats": [model_stats(samples, e, v) for e, v in rows]}
 
 
 _STATS = {"response_model": ModelStatisticsResponse}

@@ -1,9 +1,12 @@
 """TensorFlow Serving's REST API, so existing TF Serving clients work unchanged.
 
-* ``GET  /v1/models/{name}[/versions/{v}]``            model status
-* ``GET  /v1/models/{name}[/versions/{v}]/metadata``   signature
-* ``POST /v1/models/{name}[/versions/{v}]:predict``    ``instances`` (rows) or ``inputs`` (columns)
-* ``POST /v1/models/{name}[/versions/{v}]:classify``   top-k labels and scores (also takes an image body)
+* ``GET  /v1/models/{name}[/versions/{v}|/labels/{l}]``            model status (every loaded version)
+* ``GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata``   signature
+* ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict``    ``instances`` (rows) or ``inputs`` (columns)
+* ``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify``   top-k labels and scores (also takes an image body)
+
+Without a version or label, the newest loaded version answers; a label is one of the model config's
+``version_labels``.
 
 Errors are ``{"error": "..."}`` as in TF Serving. A ``{"b64": "..."}`` value for an image model is a
 base64-encoded PNG/JPEG, decoded and preprocessed as the model's zoo entry specifies.
@@ -19,6 +22,7 @@ from fastapi import APIRouter, Request
 from ..errors import InvalidRequest, ModelNotReady, UnknownModel, clip
 from ..http import content_type, json_response, parse_json
 from ..images import IMAGE_TYPES, RawImageBatch, image_row, run_image_work, stack_rows, top_k
+from ..manager import PinnedEntry
 from ..pipeline import Codec, image_upload, run
 from ..schemas import V1_REQUEST_BODY, V1PredictResponse, V1Status, error_responses
 from ..validation import lists_to_arrays
@@ -33,15 +37,24 @@ def _split(name_verb: str) -> tuple[str, str | None]:
     return name, (verb if sep else None)
 
 
-def _status(entry, version=None):
-    state = {"READY": "AVAILABLE", "LOADING": "LOADING", "FAILED": "END"}.get(entry.state, "UNKNOWN")
-    ver = entry.version or "0"
-    if version is not None and str(version) != ver:
-        raise UnknownModel(f"model {entry.name!r} version {clip(version, 20)!r} is not served; serving {ver}")
-    unhealthy = entry.health()
-    ok = entry.state == "READY" and unhealthy is None
-    return {"model_version_status": [{"version": ver, "state": state, "status": {
-        "error_code": "OK" if ok else "UNAVAILABLE", "error_message": unhealthy or entry.error or ""}}]}
+def _status(manager, name: str, version=None):
+    """TF Serving's GetModelStatus: every loaded version (AVAILABLE), or the one ``version`` names (a number or a
+    label); a model with none loaded: one row in its state (version 0)."""
+    entry = manager.find(name, version)
+    if isinstance(entry, PinnedEntry):
+        slots = [entry.slot]
+    else:
+        slots = list(reversed(entry.slots.values()))
+    rows = []
+    for slot in slots:
+        unhealthy = slot.health()
+        rows.append({"version": slot.version, "state": "AVAILABLE", "status": {
+            "error_code": "OK" if unhealthy is None else "UNAVAILABLE", "error_message": unhealthy or ""}})
+    if not rows:
+        state = {"LOADING": "LOADING", "FAILED": "END", "UNLOADED": "END"}.get(entry.state, "UNKNOWN")
+        rows.append({"version": "0", "state": state, "status": {"error_code": "UNAVAILABLE",
+                                                               "error_message": entry.error or ""}})
+    return {"model_version_status": rows}
 
 
 def _dtype_name(dt) -> str:
@@ -54,8 +67,8 @@ def _tensor_info(spec):
     return {"dtype": _dtype_name(spec.dtype), "tensor_shape": {"dim": dims}, "name": spec.name + ":0"}
 
 
-def _metadata(entry, version=None):
-    _status(entry, version)
+def _metadata(manager, name: str, version=None):
+    entry = manager.find(name, version)
     m = entry.model
     if m is None:
         raise ModelNotReady(f"model {entry.name!r} is {entry.state}" + (f": {entry.error}" if entry.error else ""))
@@ -67,11 +80,11 @@ def _metadata(entry, version=None):
 
 async def _get(request: Request, name_verb: str, version: str | None = None):
     name, verb = _split(name_verb)
-    entry = request.app.state.manager.find(name)
+    manager = request.app.state.manager
     if verb is None:
-        return json_response(_status(entry, version))
+        return json_response(_status(manager, name, version))
     if verb == "metadata":
-        return json_response(_metadata(entry, version))
+        return json_response(_metadata(manager, name, version))
     raise UnknownModel(f"unknown path verb {clip(verb)!r}; GET supports the status and /metadata")
 
 
@@ -101,6 +114,26 @@ async def model_version_status(request: Request, name: str, version: str):
             **_GET_META)
 async def model_version_metadata(request: Request, name: str, version: str):
     return await _get(request, name + ":metadata", version)
+
+
+@router.get("/v1/models/{name}/labels/{label}", summary="TF Serving model status (a version label)",
+            response_model=V1Status, **_GET)
+async def model_label_status(request: Request, name: str, label: str):
+    return await _get(request, name, _label(label))
+
+
+@router.get("/v1/models/{name}/labels/{label}/metadata", summary="TF Serving metadata (a version label)",
+            **_GET_META)
+async def model_label_metadata(request: Request, name: str, label: str):
+    return await _get(request, name + ":metadata", _label(label))
+
+
+def _label(label: str) -> str:
+    """A label from a ``/labels/{l}`` path: a number there is refused, as TF Serving does (use ``/versions/``)."""
+    if label.isdigit():
+        raise InvalidRequest(f"{label!r} is a version number, not a label: use /versions/{label}", field="label",
+                             received=clip(label, 20))
+    return label
 
 
 def _decode_value(spec, value, settings, model, field):
@@ -234,7 +267,7 @@ class _UnknownVerb(Codec):
 
     def prepare(self, call):
         params = call.request.path_params
-        verb = _split(params.get("version_verb") or params["name_verb"])[1]
+        verb = _split(params.get("version_verb") or params.get("label_verb") or params["name_verb"])[1]
         raise UnknownModel(f"unknown verb {clip(verb)!r}; POST supports :predict and :classify",
                            expected=[":predict", ":classify"], received=clip(verb))
 
@@ -253,3 +286,10 @@ async def post_model(request: Request, name_verb: str):
 async def post_model_version(request: Request, name: str, version_verb: str):
     version, verb = _split(version_verb)
     return await run(request, _VERBS.get(verb, _UNKNOWN_VERB), name, version)
+
+
+@router.post("/v1/models/{name}/labels/{label_verb}", summary="TF Serving :predict / :classify (a version label)",
+             **_POST)
+async def post_model_label(request: Request, name: str, label_verb: str):
+    label, verb = _split(label_verb)
+    return await run(request, _VERBS.get(verb, _UNKNOWN_VERB), name, _label(label))

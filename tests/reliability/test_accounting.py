@@ -75,7 +75,7 @@ def test_every_request_answered_once_and_rows_never_swapped_fake_model(thread_se
     def opener():
         # Hold the first batch until two one-row requests wait behind it: the next batch then holds rows of
         # several requests for sure, whatever the machine's speed (the swap check below needs such batches).
-        wait_until(lambda: model.entered.is_set() and (srv.metric("tpserve_queue_rows", {"model": "echo"}) or 0) >= 2,
+        wait_until(lambda: model.entered.is_set() and (srv.metric("tpserve_queue_rows", {"model": "echo", "version": "1"}) or 0) >= 2,
                    "two requests queued behind the held first batch")
         gate.set()
 
@@ -160,8 +160,8 @@ def test_rows_never_swapped_with_the_bundled_digits_model(thread_server, request
             assert int(np.argmin(d)) == i or d[i] <= d.min() + 1e-6, f"request {r.id}: row of image {i} swapped"
             worst = max(worst, float(d[i]))
             rows += 1
-    batch_count = srv.metric("tpserve_batch_size_count", {"model": "digits"})
-    batch_sum = srv.metric("tpserve_batch_size_sum", {"model": "digits"})
+    batch_count = srv.metric("tpserve_batch_size_count", {"model": "digits", "version": "1"})
+    batch_sum = srv.metric("tpserve_batch_size_sum", {"model": "digits", "version": "1"})
     report(request, requests=len(results), rows=rows, max_abs_logit_diff=f"{worst:.2e}",
            mean_batch=round(batch_sum / batch_count, 2) if batch_count else None)
     assert worst < 1e-3

@@ -218,7 +218,7 @@ def test_a_long_batch_holds_only_its_own_model_and_requests_queue_behind_it(thre
         return t
 
     def queued_rows():
-        return srv.metric("tpserve_queue_rows", {"model": "slow"})
+        return srv.metric("tpserve_queue_rows", {"model": "slow", "version": "1"})
 
     threads = [start(0, 60_000, HANG)]
     try:

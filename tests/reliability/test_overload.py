@@ -62,7 +62,7 @@ async def _queue_sampler(url: str, stop: asyncio.Event, samples: list[float]):
         while not stop.is_set():
             try:
                 text = (await c.get(url + "/metrics")).text
-                m = re.search(r'^tpserve_queue_rows\{model="echo"\} ([0-9.e+]+)', text, re.M)
+                m = re.search(r'^tpserve_queue_rows\{model="echo",version="1"\} ([0-9.e+]+)', text, re.M)
                 if m:
                     samples.append(float(m.group(1)))
             except httpx.HTTPError:

@@ -187,7 +187,7 @@ def test_full_queue_gets_429_with_retry_after(make_server):
                    for _ in range(2)]
         for t in threads:
             t.start()
-        wait_until(lambda: registry.get_sample_value("tpserve_queue_rows", {"model": "double"}) == 2,
+        wait_until(lambda: registry.get_sample_value("tpserve_queue_rows", {"model": "double", "version": "1"}) == 2,
                    "both requests to be queued behind the held batch")
         r = post(client, {"inputs": [[1, 1, 1]]})
         return r, threads, results
@@ -280,7 +280,7 @@ def test_metrics_expose_requests_batches_and_model_info(make_server):
         assert name in text, name
     assert registry.get_sample_value("tpserve_requests_total",
                                      {"model": "double", "route": "predict", "code": "200"}) == 3
-    assert registry.get_sample_value("tpserve_batch_size_count", {"model": "double"}) == 3
+    assert registry.get_sample_value("tpserve_batch_size_count", {"model": "double", "version": "1"}) == 3
     assert registry.get_sample_value("tpserve_model_info", {"model": "double", "version": "1", "state": "READY"}) == 1
 
 

@@ -46,8 +46,8 @@ def test_heldout_digits_over_http_match_the_in_process_predictor(live):
 def test_batching_engages_with_64_concurrent_clients_and_rows_stay_paired(live):
     _, client, registry = live
     x, _ = heldout()
-    before_sum = registry.get_sample_value("tpserve_batch_size_sum", {"model": "digits"}) or 0
-    before_n = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits"}) or 0
+    before_sum = registry.get_sample_value("tpserve_batch_size_sum", {"model": "digits", "version": "1"}) or 0
+    before_n = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits", "version": "1"}) or 0
     rng = np.random.default_rng(7)
     jobs = [rng.choice(len(x), size=int(rng.integers(1, 4)), replace=False) for _ in range(256)]
 
@@ -61,13 +61,13 @@ def test_batching_engages_with_64_concurrent_clients_and_rows_stay_paired(live):
     ref = reference_outputs(x)["prob"]
     for idx, prob in results:
         np.testing.assert_allclose(prob, ref[idx], rtol=1e-4, atol=1e-5)
-    rows = registry.get_sample_value("tpserve_batch_size_sum", {"model": "digits"}) - before_sum
-    batches = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits"}) - before_n
+    rows = registry.get_sample_value("tpserve_batch_size_sum", {"model": "digits", "version": "1"}) - before_sum
+    batches = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits", "version": "1"}) - before_n
     assert rows == sum(len(j) for j in jobs)
     print(f"64 clients: {len(jobs)} requests, {rows:.0f} rows in {batches:.0f} batches (mean {rows / batches:.1f})")
     assert batches < len(jobs), "no request was batched with another"
-    le1 = registry.get_sample_value("tpserve_batch_size_bucket", {"model": "digits", "le": "1.0"})
-    total = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits"})
+    le1 = registry.get_sample_value("tpserve_batch_size_bucket", {"model": "digits", "version": "1", "le": "1.0"})
+    total = registry.get_sample_value("tpserve_batch_size_count", {"model": "digits", "version": "1"})
     assert total - le1 > 0, "the batch-size histogram shows no batch larger than 1"
 
 

@@ -337,7 +337,7 @@ def test_full_queue_is_resource_exhausted_with_a_retry_hint():
                        for _ in range(2)]
             for t in threads:
                 t.start()
-            wait_until(lambda: s.registry.get_sample_value("tpserve_queue_rows", {"model": "double"}) == 2,
+            wait_until(lambda: s.registry.get_sample_value("tpserve_queue_rows", {"model": "double", "version": "1"}) == 2,
                        "both requests to be queued behind the held batch")
             req = triton_pb2.ModelInferRequest(model_name="double")
             req.inputs.add(name="x", datatype="FP32", shape=[1, 3])
@@ -423,7 +423,8 @@ def test_repository_index_load_and_unload(server):
     e = grpc_error(lambda: server.triton.load_model("nope"))
     assert e.status() == "StatusCode.NOT_FOUND"
     e = grpc_error(lambda: server.triton.unload_model("double"))
-    assert e.status() == "StatusCode.UNIMPLEMENTED" and "not supported yet" in e.message()
+    # the default model control is 'poll': unloading would be undone by the next poll, so it is refused
+    assert e.status() == "StatusCode.FAILED_PRECONDITION" and "TPSERVE_MODEL_CONTROL=explicit" in e.message()
     assert server.triton.is_model_ready("double")
 
 
@@ -469,8 +470,8 @@ def _check_model_stats(s, st):
     assert num(st["inference_count"]) == 7 and num(st["execution_count"]) == 4
     assert num(inf["success"]["count"]) == 4 and num(inf["fail"]["count"]) == 1
     assert num(inf["queue"]["count"]) == 4
-    assert num(inf["queue"]["ns"]) == _ns(_value(s, "tpserve_queue_duration_seconds_sum", model="double"))
-    compute_s = _value(s, "tpserve_inference_duration_seconds_sum", model="double", device="/cpu:0")
+    assert num(inf["queue"]["ns"]) == _ns(_value(s, "tpserve_queue_duration_seconds_sum", model="double", version="1"))
+    compute_s = _value(s, "tpserve_inference_duration_seconds_sum", model="double", version="1", device="/cpu:0")
     assert num(inf["compute_infer"]["count"]) == 4 and num(inf["compute_infer"]["ns"]) == _ns(compute_s)
     assert num(inf["compute_input"]["count"]) == 4
     sizes = {num(b["batch_size"]): num(b["compute_infer"]["count"]) for b in st["batch_stats"]}
@@ -516,14 +517,14 @@ def test_statistics_read_a_multiprocess_registry(tmp_path):
         from service.protocols.stats import model_statistics
 
         m = Metrics(CollectorRegistry())
-        obs = m.observer("double", ["/cpu:0"])
+        obs = m.observer("double", ["/cpu:0"], "4")
         for rows, wait, compute in ((1, 0.25, 0.5), (2, 0.125, 0.25), (3, 0.5, 1.0)):
             obs.on_batch(rows, 1, [wait], compute, 0)
             m.observe_request("double", "grpc:infer", "200", 1.0)
         m.observe_request("double", "v2:infer", "400", 0.5)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        entry = types.SimpleNamespace(name="double", version="4")
+        entry = types.SimpleNamespace(name="double", version="4", versions=["4"])
         manager = types.SimpleNamespace(entries={"double": entry}, find=lambda n: entry)
         print(json.dumps(model_statistics(manager, registry)))
     """)

@@ -95,7 +95,7 @@ def test_predict_typed_fields_output_filter_and_pinned_version(server):
 
 def test_predict_errors(server):
     cases = [
-        (predict_request(x=X, label="stable"), grpc.StatusCode.NOT_FOUND, "version labels are not configured"),
+        (predict_request(x=X, label="stable"), grpc.StatusCode.NOT_FOUND, "has no version label 'stable'"),
         (predict_request(x=X, signature="other"), grpc.StatusCode.INVALID_ARGUMENT, "signature_name"),
         (predict_request("nope", x=X), grpc.StatusCode.NOT_FOUND, "unknown model 'nope'"),
         (predict_request(x=X, name="z"), grpc.StatusCode.INVALID_ARGUMENT, "unknown input 'z'"),
@@ -187,7 +187,7 @@ def test_get_model_metadata_signature_def(server):
     request.metadata_field.append("signature_def")
     request.model_spec.version_label = "canary"
     e = rpc_error(lambda: server.tfs.predict.GetModelMetadata(request, timeout=30))
-    assert e.code() == grpc.StatusCode.NOT_FOUND and "labels are not configured" in e.details()
+    assert e.code() == grpc.StatusCode.NOT_FOUND and "its config sets no 'version_labels'" in e.details()
 
 
 def test_tensor_codec_round_trips_every_dtype():

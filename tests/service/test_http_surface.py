@@ -75,9 +75,9 @@ def test_tritonclient_reads_our_errors(triton):
     with pytest.raises(InferenceServerException) as e:
         triton.get_model_config("nope")
     assert "unknown model 'nope'" in e.value.message() and e.value.status() == "404"
-    with pytest.raises(InferenceServerException) as e:        # a Triton route this server does not have
+    with pytest.raises(InferenceServerException) as e:        # refused under the default model control
         triton.unload_model("double")
-    assert "POST /v2/repository/models/double/unload" in e.value.message()
+    assert "TPSERVE_MODEL_CONTROL=explicit" in e.value.message() and e.value.status() == "409"
 
 
 def test_request_validation_errors_are_error_bodies():
