@@ -62,10 +62,29 @@ class ErrorBody(BaseModel):
     received: Any = None
 
 
+class VersionMemory(BaseModel):
+    variables_bytes: int = Field(..., description="bytes of the version's variables (weights, BatchNorm statistics)")
+    replicas: int = Field(..., description="replicas of the version (one per device)")
+    resident_growth_bytes: int | None = Field(None, description=(
+        "how much the serving process's resident memory grew while this version loaded and warmed up"))
+
+
+class VersionStatus(BaseModel):
+    version: str
+    state: str = Field(..., description="READY, or UNAVAILABLE while its batches fail or hang")
+    load_seconds: float | None = None
+    devices: list[str] = []
+    memory: VersionMemory | None = None
+    error: str | None = None
+
+
 class ModelStatus(BaseModel):
     name: str
-    state: str
-    version: str | None = None
+    state: str = Field(..., description="LOADING, READY, FAILED, UNAVAILABLE or UNLOADED")
+    version: str | None = Field(None, description="the newest loaded version: what unversioned requests reach")
+    versions: list[VersionStatus] = Field([], description="every loaded version, oldest first")
+    version_policy: dict[str, Any] | None = None
+    version_labels: dict[str, int] | None = None
     architecture: str | None = None
     options: dict[str, Any] | None = None
     error: str | None = None

@@ -171,16 +171,18 @@ class VersionedRepository:
     """One model ``name`` with numbered versions that a test edits while the server runs, as an operator
     edits a repository on disk: ``models[v]`` is the model version ``v`` loads (None: a corrupt version
     whose load raises); ``touch(v)`` changes the version's files (its fingerprint); ``loads`` records
-    every version load() was called with (None = the newest)."""
+    every version load() was called with (None = the newest). ``config`` holds the config's other keys
+    (``version_policy``, ``version_labels``, ...); a test edits it as an operator edits config.json."""
 
-    def __init__(self, name, models: dict):
+    def __init__(self, name, models: dict, **config):
         self.name = name
         self.models = dict(models)
         self.generation = {v: 0 for v in self.models}
         self.loads: list = []
+        self.config = config
 
     def scan(self):
-        return [ModelConfig(self.name, "fake")]
+        return [ModelConfig(self.name, "fake", **self.config)]
 
     def versions(self, name):
         return sorted(self.models) if name == self.name else []

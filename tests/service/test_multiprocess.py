@@ -371,13 +371,13 @@ def _free_port():
 class Server:
     """``python -m service`` on the bundled model, its log in a file the test reads."""
 
-    def __init__(self, tmp_path, *args, env=None):
+    def __init__(self, tmp_path, *args, env=None, repo=REPO):
         self.port = _free_port()
         self.log_path = tmp_path / f"server-{self.port}.log"
         self._log = open(self.log_path, "w")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
         self.proc = subprocess.Popen([sys.executable, "-m", "service", "--port", str(self.port), "--model-repository",
-                                      str(REPO), "--workers", "2", *args], cwd=ROOT, env=env, stdout=self._log,
+                                      str(repo), "--workers", "2", *args], cwd=ROOT, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -544,4 +544,68 @@ def test_a_killed_engine_stops_the_server_with_a_non_zero_status(tmp_path):
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     finally:
+        srv.stop()
+
+
+def test_versions_labels_and_explicit_model_control_through_the_front_ends(tmp_path):
+    """The real server (engine + 2 front ends, TensorFlow) with TPSERVE_MODEL_CONTROL=explicit and nothing
+    loaded at start: a gRPC load answers once the front end mirrors it (an inference on the same channel
+    right after it is served); two versions under ``latest: 2`` with a label, each answering like the
+    in-process predictor and accounted in /models; a gRPC unload, after which the model is 404."""
+    import json
+    import shutil
+
+    import tritonclient.grpc as grpcclient
+
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "digits", repo / "digits")
+    config = json.loads((repo / "digits" / "config.json").read_text())
+    config.update(version_policy={"latest": 2}, version_labels={"stable": 1})
+    (repo / "digits" / "config.json").write_text(json.dumps(config))
+    grpc_port = _free_port()
+    srv = Server(tmp_path, "--grpc-port", str(grpc_port), repo=repo,
+                 env={"TPSERVE_MODEL_CONTROL": "explicit", "TPSERVE_STARTUP_MODELS": ""})
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    x, _ = heldout()
+    expected = reference_outputs(x[:2])["prob"]
+
+    def grpc_prob(version=""):
+        inp = grpcclient.InferInput("input", [2, 28, 28], "FP32")
+        inp.set_data_from_numpy(x[:2].astype(np.float32))
+        result = client.infer("digits", [inp], model_version=version)
+        return result.get_response().model_version, result.as_numpy("prob")
+
+    try:
+        srv.wait_ready()          # nothing loaded in explicit mode is still ready
+        r = httpx.post(srv.url + "/predict", json={"inputs": x[:2].tolist()})
+        assert r.status_code == 404 and "/v2/repository/models/digits/load" in r.json()["error"], r.text
+        client.load_model("digits")
+        version, prob = grpc_prob("stable")
+        assert version == "1"
+        np.testing.assert_allclose(prob, expected, atol=1e-6)
+
+        shutil.copytree(repo / "digits" / "1", repo / "digits" / "2")
+        r = httpx.post(srv.url + "/v2/repository/models/digits/load", timeout=PATIENCE_S)
+        assert r.status_code == 200 and r.json()["versions"] == ["1", "2"], r.text
+        for label, want in (("", "2"), ("1", "1"), ("stable", "1"), ("2", "2")):
+            version, prob = grpc_prob(label)
+            assert version == want
+            np.testing.assert_allclose(prob, expected, atol=1e-6)
+        weights = np.load(next((repo / "digits" / "1").glob("*.npz")))
+        size = sum(weights[k].nbytes for k in weights.files)
+        (m,) = wait_until(lambda: [m for m in httpx.get(srv.url + "/models").json() if len(m["versions"]) == 2],
+                          "every front end to mirror both versions")
+        assert [(v["version"], v["memory"]["variables_bytes"]) for v in m["versions"]] == [("1", size), ("2", size)]
+        r = httpx.post(srv.url + "/v1/models/digits/labels/stable:predict", json={"instances": x[:2].tolist()})
+        np.testing.assert_allclose(np.array([row["prob"] for row in r.json()["predictions"]]), expected, atol=1e-6)
+
+        client.unload_model("digits")
+        from tritonclient.utils import InferenceServerException
+
+        e = pytest.raises(InferenceServerException, grpc_prob)
+        assert e.value.status() == "StatusCode.NOT_FOUND" and "not loaded" in e.value.message()
+        index = client.get_model_repository_index(as_json=True)["models"]
+        assert index == [{"name": "digits", "state": "UNAVAILABLE", "reason": "unloaded through the repository API"}]
+    finally:
+        client.close()
         srv.stop()
