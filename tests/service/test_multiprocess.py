@@ -591,8 +591,8 @@ def test_versions_labels_and_explicit_model_control_through_the_front_ends(tmp_p
             version, prob = grpc_prob(label)
             assert version == want
             np.testing.assert_allclose(prob, expected, atol=1e-6)
-        weights = np.load(next((repo / "digits" / "1").glob("*.npz")))
-        size = sum(weights[k].nbytes for k in weights.files)
+        with np.load(next((repo / "digits" / "1").glob("*.npz"))) as weights:
+            size = sum(weights[k].nbytes for k in weights.files)
         (m,) = wait_until(lambda: [m for m in httpx.get(srv.url + "/models").json() if len(m["versions"]) == 2],
                           "every front end to mirror both versions")
         assert [(v["version"], v["memory"]["variables_bytes"]) for v in m["versions"]] == [("1", size), ("2", size)]

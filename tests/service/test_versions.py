@@ -299,7 +299,8 @@ def test_the_bundled_models_memory_is_its_variables(tmp_path):
         assert wait_ready(http, timeout_s=120).status_code == 200
         (m,) = http.get("/models").json()
     (version,) = m["versions"]
-    weights = np.load(next((REPO / "digits" / "1").glob("*.npz")))
-    assert version["memory"]["variables_bytes"] == sum(weights[k].nbytes for k in weights.files)
+    with np.load(next((REPO / "digits" / "1").glob("*.npz"))) as weights:
+        size = sum(weights[k].nbytes for k in weights.files)
+    assert version["memory"]["variables_bytes"] == size
     assert version["memory"]["replicas"] == 1 and version["memory"]["resident_growth_bytes"] > 0
     assert version["version"] == "1" and version["state"] == "READY" and version["load_seconds"] > 0
