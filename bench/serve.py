@@ -12,13 +12,22 @@ and p50/p99 latency at each concurrency:
 request, c=64) = cores / (HTTP-floor CPU s per request + engine CPU s per row), both measured in the
 same run, against the service's measured req/s (see :func:`bench_limits`).
 
+gRPC (KServe v2 / Triton ``ModelInfer``) is driven with ``h2load`` (:func:`run_grpc`): ``--model transport``
+(ImageNet ResNet-18, one 224x224x3 float32 image: JSON /predict, v2 JSON, v2 binary and gRPC raw at c=16)
+and ``--model grpc`` (the bundled digits model: v2 JSON and v2 binary against gRPC raw and typed at each
+``--concurrency``); ``--grpc-streams M`` puts M streams on each HTTP/2 connection. gRPC errors are HTTP
+200s with the status in the trailers, so every gRPC point also counts failures from the answers' bytes
+and from the server's own statistics, and its answer is checked with grpcio before and after the load.
+``bench/grpc_peers.py`` runs the same gRPC load against PyTriton.
+
 ``--workers 0,1,2,default`` runs every service point once per ``TPSERVE_WORKERS`` setting ("default":
 as in this environment, normally unset; 0: embedded); ``--env K=V`` and ``--service-cmd`` change how the
 service is started.
 
-wrk comes from Debian's packages: ``sudo apt-get install wrk``.
+wrk and h2load come from Debian's packages: ``sudo apt-get install wrk nghttp2-client``.
 
-    python -m bench.serve                      # digits (bundled), CIFAR ResNet-20, transport, limits
+    python -m bench.serve                      # digits (bundled), CIFAR ResNet-20, transport, grpc, limits
+    python -m bench.serve --model grpc,transport --duration 10          # the gRPC cases only
     python -m bench.serve --model digits --concurrency 1,8,64 --duration 5
     python -m bench.serve --model limits --workers 1,2,default          # a few seconds per point
     python -m bench.serve --model limits --duration 20 --warmup 5       # longer points
@@ -39,6 +48,7 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -94,12 +104,23 @@ def example_body(zoo_model, rows: int = 1) -> bytes:
 
 class Server:
     """A server subprocess on 127.0.0.1: ``python -m service``, a bench/baselines.py server, or, with
-    ``cmd`` (and the ``port`` it listens on), any other command."""
+    ``cmd`` (and the ``port`` it listens on), any other command.
+
+    ``grpc_port``: where it serves gRPC (``grpc_target`` is ``127.0.0.1:<grpc_port>``); the service always
+    gets one, a free port unless given, through ``TPSERVE_GRPC_PORT`` (so that ``--service-cmd`` commands
+    get it too). ``env``: extra environment; a value None removes that variable. ``new_session``: the
+    server gets a process group of its own, and :meth:`stop` ends what is left of that group after the
+    server itself has exited (for servers that start helpers of their own, such as Triton's)."""
 
     def __init__(self, kind: str, repo: Path, model: str, cmd: list[str] | None = None, port: int | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, grpc_port: int | None = None, new_session: bool = False):
         self.kind, self.port = kind, port or free_port()
+        self.grpc_port = free_port() if grpc_port is None and kind == "service" else grpc_port
+        self.new_session = new_session
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1", **(env or {})}
+        if kind == "service":
+            env["TPSERVE_GRPC_PORT"] = str(self.grpc_port)
+        env = {k: v for k, v in env.items() if v is not None}
         if cmd is None and kind == "service":
             cmd = [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port),
                    "--model-repository", str(repo), "--log-level", "warning"]
@@ -107,14 +128,16 @@ class Server:
             cmd = [sys.executable, "-m", "bench.baselines", kind, "--model-repository", str(repo), "--model", model,
                    "--port", str(self.port)]
         self.log = tempfile.NamedTemporaryFile(prefix=f"bench-{kind}-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=new_session)
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}" if self.grpc_port else None
 
     def wait(self, body: bytes, timeout_s=300):
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} server exited; log: {Path(self.log.name).read_text()[-2000:]}")
+                raise RuntimeError(f"{self.kind} server exited; log: {self.log_tail()}")
             try:
                 r = httpx.post(self.url + "/predict", content=body, headers={"content-type": "application/json"},
                                timeout=30)
@@ -131,14 +154,35 @@ class Server:
         c = re.search(r"^tpserve_batch_size_count\{[^}]*\} ([0-9.e+]+)", text, re.M)
         return (float(s.group(1)), float(c.group(1))) if s and c else (0.0, 0.0)
 
+    def log_tail(self, n: int = 2000) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-n:]
+
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        if self.new_session:            # helpers left in its process group: SIGTERM, then SIGKILL after 5 s
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline and _group_alive(self.proc.pid):
+                    time.sleep(0.2)
         self.log.close()
         os.unlink(self.log.name)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 def run_wrk(url: str, body_file: Path, conc: int, duration_s: float, path: str = "/predict",
@@ -201,19 +245,26 @@ def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
 
 def measure_wrk(srv: Server, body_file: Path, conc: int, duration_s: float, path: str = "/predict",
                 headers: dict | None = None, batch_stats: bool = False) -> dict:
-    """:func:`run_wrk` plus the CPU seconds per answered request of the server's process tree and of
-    wrk itself, and (``batch_stats``) the service's mean executed batch over the run."""
+    """:func:`run_wrk` under :func:`measure`."""
+    return measure(srv, lambda: run_wrk(srv.url, body_file, conc, duration_s, path, headers), batch_stats)
+
+
+def measure(srv: Server, run, batch_stats: bool = False) -> dict:
+    """``run()`` (one load generator run, :func:`run_wrk` or :func:`run_grpc`) plus the CPU seconds per
+    answered request of the server's process tree and of the load generator itself, and (``batch_stats``)
+    the service's mean executed batch over the run. Answered: requests less non-2xx answers and
+    ``grpc_failed`` (gRPC errors, which travel as HTTP 200: see :func:`run_grpc`)."""
     before = srv.batch_stats() if batch_stats else None
     cpu0, ru0 = tree_cpu_s(srv.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    r = run_wrk(srv.url, body_file, conc, duration_s, path, headers)
+    r = run()
     cpu1, ru1 = tree_cpu_s(srv.proc.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
-    ok = r["requests"] - r["non2xx"]
+    ok = r["requests"] - r["non2xx"] - r.get("grpc_failed", 0)
     r["ok_rps"] = ok / (r["duration_us"] / 1e6)
     r["server_cpu_s"] = cpu_delta(cpu0, cpu1)
     r["server_processes"] = len(cpu1)
     r["server_cpu_s_per_req"] = r["server_cpu_s"] / ok if ok else None
-    wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)   # wrk is the only child reaped
-    r["client_cpu_s_per_req"] = wrk_cpu / ok if ok else None
+    client_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)   # the only child reaped
+    r["client_cpu_s_per_req"] = client_cpu / ok if ok else None
     if before is not None:
         after = srv.batch_stats()
         n = after[1] - before[1]
@@ -396,17 +447,25 @@ FORMATS = ("JSON /predict", ".npy /predict", "v2 JSON", "v2 binary")
 TARGETS = {"JSON /predict": 0.60, ".npy /predict": 0.85, "v2 JSON": 0.60, "v2 binary": 0.85}
 _V2_TYPES = {"float32": "FP32", "float64": "FP64", "uint8": "UINT8", "int32": "INT32", "int64": "INT64",
              "float16": "FP16", "int8": "INT8", "bool": "BOOL", "uint16": "UINT16", "int16": "INT16"}
+_NP_TYPES = {v: k for k, v in _V2_TYPES.items()}
 
 
-def format_bodies(spec, model: str, output: str = "prob", rows: int = 1, seed: int = 0) -> dict[str, dict]:
-    """The same ``rows`` random inputs (``spec``: a zoo ``InputSpec`` or the service's ``TensorSpec``)
-    in each request format of :data:`FORMATS`, asking for the one output ``output``. Each value:
-    ``path``, ``body`` (bytes), ``content_type``, ``headers`` (HTTP) and ``wrk_env`` (for post.lua)."""
+def format_input(spec, rows: int = 1, seed: int = 0) -> np.ndarray:
+    """``rows`` random inputs for ``spec`` (a zoo ``InputSpec`` or the service's ``TensorSpec``), inside its
+    declared range; floats rounded to 3 decimals, so that JSON carries them exactly."""
     dtype = np.dtype(spec.dtype)
     lo, hi = spec.value_range or (0.0, 1.0)
     margin = 0.01 * (hi - lo)       # rounded values stay inside the declared range (the service checks it)
     x = np.random.default_rng(seed).uniform(lo + margin, hi - margin, size=(rows, *spec.shape))
-    x = x.round().astype(dtype) if dtype.kind in "iub" else np.round(x, 3).astype(dtype)
+    return x.round().astype(dtype) if dtype.kind in "iub" else np.round(x, 3).astype(dtype)
+
+
+def format_bodies(spec, model: str, output: str = "prob", rows: int = 1, seed: int = 0) -> dict[str, dict]:
+    """The same ``rows`` random inputs (:func:`format_input`) in each request format of :data:`FORMATS`,
+    asking for the one output ``output``. Each value: ``path``, ``body`` (bytes), ``content_type``,
+    ``headers`` (HTTP) and ``wrk_env`` (for post.lua)."""
+    x = format_input(spec, rows, seed)
+    dtype = x.dtype
     listed = x.tolist() if dtype.kind in "iub" else np.round(x.astype(np.float64), 3).tolist()
     npy = io.BytesIO()
     np.save(npy, x, allow_pickle=False)
@@ -441,6 +500,202 @@ def check_answer(url: str, fmt: dict) -> httpx.Response:
     if r.status_code != 200:
         raise RuntimeError(f"POST {fmt['path']} ({fmt['content_type']}) -> {r.status_code}: {r.text[:300]}")
     return r
+
+
+def v2_outputs(r: httpx.Response) -> dict[str, np.ndarray]:
+    """The outputs of a v2 answer (JSON, or binary after an ``Inference-Header-Content-Length`` header)."""
+    n = r.headers.get("inference-header-content-length")
+    head = json.loads(r.content[:int(n)] if n is not None else r.content)
+    offset, out = int(n or 0), {}
+    for o in head["outputs"]:
+        dtype = np.dtype(_NP_TYPES[o["datatype"]]).newbyteorder("<")
+        size = (o.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            a = np.frombuffer(r.content[offset:offset + size], dtype)
+            offset += size
+        else:
+            a = np.asarray(o["data"], dtype)
+        out[o["name"]] = a.reshape(o["shape"])
+    return out
+
+
+def same_answer(what: str, got: dict[str, np.ndarray], ref: dict[str, np.ndarray], atol: float = 1e-5) -> float:
+    """Raise unless ``got`` holds ``ref``'s outputs with the same shapes and values within ``atol``
+    (+ 1e-5 relative); return the largest absolute difference."""
+    diff = 0.0
+    for name, want in ref.items():
+        a = got.get(name)
+        if a is None or a.shape != want.shape or not np.allclose(a, want, rtol=1e-5, atol=atol):
+            raise AssertionError(f"{what}: output {name!r} differs from the reference: "
+                                 f"{None if a is None else a.reshape(-1)[:5]} vs {want.reshape(-1)[:5]}")
+        diff = max(diff, float(np.max(np.abs(a.astype(np.float64) - want))) if a.size else 0.0)
+    return diff
+
+
+# --------------------------------------------------------------------------------------------- gRPC
+# KServe v2 / Triton gRPC (inference.GRPCInferenceService/ModelInfer) under load: h2load (Debian's
+# nghttp2-client) posts one length-prefixed ModelInferRequest per stream, as any gRPC client would on
+# the wire; wrk speaks only HTTP/1.1. The answers are checked with grpcio, sending the same bytes.
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_FORMATS = ("gRPC raw", "gRPC typed")
+_TYPED = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+          "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+          "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents"}
+
+
+def grpc_requests(x: np.ndarray, input_name: str, model: str, output: str = "prob") -> dict[str, bytes]:
+    """Serialized ``ModelInferRequest`` messages carrying ``x`` as ``input_name`` and asking for ``output``,
+    one per :data:`GRPC_FORMATS`: "gRPC raw" (``raw_input_contents``, little-endian bytes: what
+    tritonclient sends) and "gRPC typed" (``contents.<type>_contents``, e.g. ``fp32_contents``)."""
+    from service.grpc import kserve_v2_pb2 as pb
+
+    datatype = _V2_TYPES[x.dtype.name]
+    out = {}
+    for label in GRPC_FORMATS:
+        r = pb.ModelInferRequest(model_name=model)
+        t = r.inputs.add(name=input_name, datatype=datatype, shape=list(x.shape))
+        r.outputs.add(name=output)
+        if label == "gRPC raw":
+            r.raw_input_contents.append(x.astype(x.dtype.newbyteorder("<")).tobytes())
+        else:
+            getattr(t.contents, _TYPED[datatype]).extend(x.reshape(-1).tolist())
+        out[label] = r.SerializeToString()
+    return out
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """``message`` as one gRPC length-prefixed message (not compressed): the body of a unary call."""
+    return b"\0" + struct.pack(">I", len(message)) + message
+
+
+def _channel(target: str):
+    import grpc
+
+    return grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", -1),
+                                                  ("grpc.max_send_message_length", -1)])
+
+
+def grpc_infer(target: str, message: bytes, timeout_s: float = 60) -> tuple[dict[str, np.ndarray], int]:
+    """One ``ModelInfer`` call through grpcio with exactly ``message`` (the bytes h2load sends): the
+    outputs as arrays, and the answer's size on the wire (5-byte prefix + message), which every
+    successful answer to the same request has. Raises ``grpc.RpcError`` unless the status is OK."""
+    from service.grpc import kserve_v2_pb2 as pb
+
+    with _channel(target) as ch:
+        raw = ch.unary_unary(GRPC_INFER)(message, timeout=timeout_s)     # no serializers: bytes in, bytes out
+    resp = pb.ModelInferResponse.FromString(raw)
+    out = {}
+    for i, t in enumerate(resp.outputs):
+        dtype = np.dtype(_NP_TYPES[t.datatype]).newbyteorder("<")
+        if resp.raw_output_contents:
+            a = np.frombuffer(resp.raw_output_contents[i], dtype)
+        else:
+            a = np.asarray(getattr(t.contents, _TYPED[t.datatype]), dtype)
+        out[t.name] = a.reshape(list(t.shape))
+    return out, 5 + len(raw)
+
+
+def grpc_counts(target: str, model: str) -> tuple[int, int]:
+    """(succeeded, failed) inference requests the server has counted for ``model`` so far: its answer to
+    ``ModelStatistics`` (Triton's statistics extension, which tpserve and Triton both serve over gRPC)."""
+    from service.grpc import kserve_v2_pb2 as pb
+    from service.grpc import kserve_v2_pb2_grpc as pb_grpc
+
+    with _channel(target) as ch:
+        stats = pb_grpc.GRPCInferenceServiceStub(ch).ModelStatistics(pb.ModelStatisticsRequest(name=model),
+                                                                      timeout=30)
+    return (sum(m.inference_stats.success.count for m in stats.model_stats),
+            sum(m.inference_stats.fail.count for m in stats.model_stats))
+
+
+def wait_grpc(srv: Server, model: str, timeout_s: float = 300):
+    """Until ``ModelReady`` says ``model`` is ready on ``srv``'s gRPC port (raise if the server exits)."""
+    import grpc
+
+    from service.grpc import kserve_v2_pb2 as pb
+    from service.grpc import kserve_v2_pb2_grpc as pb_grpc
+
+    t0, last = time.monotonic(), None
+    while time.monotonic() - t0 < timeout_s:
+        if srv.proc.poll() is not None:
+            raise RuntimeError(f"{srv.kind} server exited; log: {srv.log_tail()}")
+        try:
+            with _channel(srv.grpc_target) as ch:
+                if pb_grpc.GRPCInferenceServiceStub(ch).ModelReady(pb.ModelReadyRequest(name=model), timeout=5).ready:
+                    return
+            last = "not ready"
+        except grpc.RpcError as e:
+            last = f"{e.code()}: {e.details()}"
+        time.sleep(0.3)
+    raise TimeoutError(f"{srv.kind}: model {model!r} not ready over gRPC after {timeout_s} s ({last}); "
+                       f"log: {srv.log_tail()}")
+
+
+def run_h2load(target: str, body_file: Path, conc: int, duration_s: float, streams: int = 1) -> dict:
+    """h2load posting ``body_file`` (one gRPC-framed ModelInferRequest, :func:`grpc_frame`) to ModelInfer on
+    ``target`` (host:port) for ``duration_s`` (whole seconds, as wrk's), ``conc`` streams in flight in all:
+    ``conc // streams`` HTTP/2 connections with ``streams`` each (1: one stream per connection, as wrk's
+    connections), on as many threads as wrk's (up to 2). run_wrk's keys (``requests``: streams answered;
+    latency percentiles from h2load's per-request log) plus ``started`` (streams begun; those not answered
+    were cut at the end), ``data_bytes`` (DATA received: the gRPC answers) and the layout."""
+    streams = max(1, min(streams, conc))
+    if conc % streams:
+        raise ValueError(f"{conc} streams in flight do not split into connections of {streams}")
+    clients = conc // streams
+    with tempfile.NamedTemporaryFile(prefix="h2load-", suffix=".log") as log:
+        cmd = ["h2load", "-c", str(clients), "-m", str(streams), "-t", str(min(clients, 2)),
+               "-D", str(max(1, round(duration_s))), "-d", str(body_file), "-H", "content-type: application/grpc",
+               "-H", "te: trailers", "--log-file", log.name, f"http://{target}{GRPC_INFER}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lat_us = np.array([int(line.split("\t")[2]) for line in Path(log.name).read_text().splitlines() if line],
+                          dtype=np.int64)
+    out = proc.stdout
+    fin = re.search(r"finished in ([0-9.]+)(us|ms|s),", out)
+    req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                    r"(\d+) errored, (\d+) timeout", out)
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    data = re.search(r"\((\d+)\) data", out)
+    if proc.returncode != 0 or not (fin and req and codes and data):
+        raise RuntimeError(f"h2load failed ({proc.returncode}): {out[-800:]} {proc.stderr[-800:]}")
+    done = int(req.group(3))
+    pct = (lambda q: int(np.percentile(lat_us, q))) if lat_us.size else (lambda q: 0)
+    d = {"requests": done, "started": int(req.group(2)),
+         "duration_us": float(fin.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6}[fin.group(2)],
+         "socket_errors": int(req.group(6)) + int(req.group(7)), "non2xx": done - int(codes.group(1)),
+         "p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99),
+         "mean_us": float(lat_us.mean()) if lat_us.size else 0.0, "data_bytes": int(data.group(1)),
+         "h2load": {"clients": clients, "streams_per_client": streams, "threads": min(clients, 2)}}
+    d["rps"] = d["requests"] / (d["duration_us"] / 1e6)
+    return d
+
+
+def run_grpc(srv: Server, model: str, body_file: Path, answer_bytes: int, conc: int, duration_s: float,
+             streams: int = 1) -> dict:
+    """:func:`run_h2load` on ``srv``'s gRPC port, with the failures h2load cannot see: a gRPC error is an
+    HTTP 200 whose status is in the trailers, so h2load counts it as a success. Two counts of them:
+
+    * ``short_answers``: answered streams less the full answers in the DATA received (``data_bytes`` over
+      ``answer_bytes``, the size of the verified answer to the same request; an error carries no message);
+    * ``server_failed``: the server's own count of failed requests over the run (:func:`grpc_counts`), of
+      which the streams h2load cut at the end (``started`` - ``requests``; a server may count those as
+      cancelled) are forgiven.
+
+    ``grpc_failed`` is the larger of the two; :func:`measure` leaves them out of ``ok_rps``."""
+    ok0, failed0 = grpc_counts(srv.grpc_target, model)
+    r = run_h2load(srv.grpc_target, body_file, conc, duration_s, streams)
+    time.sleep(0.2)                     # streams cut at the end may still be finishing in the server
+    ok1, failed1 = grpc_counts(srv.grpc_target, model)
+    r.update(answer_bytes=answer_bytes, server_succeeded=ok1 - ok0, server_failed=failed1 - failed0,
+             short_answers=max(0, r["requests"] - r["data_bytes"] // answer_bytes))
+    r["grpc_failed"] = max(r["short_answers"], r["server_failed"] - (r["started"] - r["requests"]), 0)
+    return r
+
+
+def measure_grpc(srv: Server, model: str, body_file: Path, answer_bytes: int, conc: int, duration_s: float,
+                 streams: int = 1, batch_stats: bool = False) -> dict:
+    """:func:`run_grpc` under :func:`measure`."""
+    return measure(srv, lambda: run_grpc(srv, model, body_file, answer_bytes, conc, duration_s, streams),
+                   batch_stats)
 
 
 # --------------------------------------------------------------------------------------------- HTTP floor
@@ -600,9 +855,10 @@ def limits_table(res: dict) -> list[str]:
 
 
 def transport_bodies(zoo) -> dict[str, tuple[str, bytes, dict]]:
-    """The same single 224x224x3 float32 image as /predict JSON, v2 JSON and v2 binary."""
+    """The same single 224x224x3 float32 image (:func:`transport_input`) as /predict JSON, v2 JSON and v2
+    binary (the JSON ones rounded to 3 decimals)."""
     spec = zoo.inputs[0]
-    x = np.random.default_rng(0).uniform(0, 255, size=(1, *spec.shape)).astype(np.float32)
+    x = transport_input(spec)
     pj = json.dumps({"inputs": {spec.name: np.round(x, 3).tolist()}}).encode()
     v2j = json.dumps({"inputs": [{"name": spec.name, "shape": list(x.shape), "datatype": "FP32",
                                   "data": np.round(x, 3).reshape(-1).tolist()}]}).encode()
@@ -616,46 +872,164 @@ def transport_bodies(zoo) -> dict[str, tuple[str, bytes, dict]]:
                                                                "HEADER_LEN": str(len(head))})}
 
 
-def bench_transport(tmp: Path, conc: int, duration_s: float, warmup_s: float, spec: ServiceSpec | None = None) -> dict:
-    """ImageNet ResNet-18 (random weights, float32 input): JSON /predict vs v2 JSON vs v2 binary."""
+def transport_input(spec) -> np.ndarray:
+    """The transport case's one image: ``spec``'s shape (224x224x3), float32 uniform in [0, 255)."""
+    return np.random.default_rng(0).uniform(0, 255, size=(1, *spec.shape)).astype(np.float32)
+
+
+def bench_transport(tmp: Path, conc: int, duration_s: float, warmup_s: float, spec: ServiceSpec | None = None,
+                    streams: int = 1) -> dict:
+    """ImageNet ResNet-18 (random weights, float32 input): JSON /predict vs v2 JSON vs v2 binary (wrk) vs
+    gRPC raw (``raw_input_contents``, h2load with ``streams`` per connection: :func:`run_grpc`), the same
+    image in each. The gRPC answer is checked against the v2 binary one (the same float32 values) before
+    and after its load."""
     import model_zoo
 
     options = {"depth": 18, "input_dtype": "float32"}
     repo = random_weights_repo(tmp, "resnet18", "imagenet-resnet", options, {"max_batch_size": 16})
     zoo = model_zoo.get("imagenet-resnet", **options)
-    out = {"model": "resnet18-transport", "concurrency": conc, "points": []}
+    out = {"model": "resnet18-transport", "concurrency": conc, "grpc_streams": streams, "points": []}
     srv = (spec or ServiceSpec()).start(repo, "resnet18")
+
+    def report(label: str, body: bytes, r: dict):
+        r.update(transport=label, body_bytes=len(body))
+        out["points"].append(r)
+        print(f"  resnet18   {label:13s} c={conc:<3d} body {len(body) / 1e6:5.2f} MB  {r['ok_rps']:7.1f} req/s  "
+              f"p50 {r['p50_us'] / 1000:8.1f} ms  p99 {r['p99_us'] / 1000:8.1f} ms  "
+              f"errors {r['socket_errors'] + r['non2xx'] + r.get('grpc_failed', 0)}  "
+              f"server CPU {1000 * (r['server_cpu_s_per_req'] or 0):.2f} ms/req", flush=True)
+
     try:
         bodies = transport_bodies(zoo)
         srv.wait(bodies["predict JSON"][1])
         for label, (path, body, headers) in bodies.items():
             path = path.format(name="resnet18")
-            with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
-                f.write(body)
-            try:
-                run_wrk(srv.url, Path(f.name), conc, warmup_s, path, headers)
-                r = run_wrk(srv.url, Path(f.name), conc, duration_s, path, headers)
-            finally:
-                os.unlink(f.name)
-            r.update(transport=label, body_bytes=len(body))
-            out["points"].append(r)
-            print(f"  resnet18   {label:13s} c={conc:<3d} body {len(body) / 1e6:5.2f} MB  {r['rps']:7.1f} req/s  "
-                  f"p50 {r['p50_us'] / 1000:8.1f} ms  p99 {r['p99_us'] / 1000:8.1f} ms  "
-                  f"errors {r['socket_errors'] + r['non2xx']}", flush=True)
+            f = tmp / "transport-body.bin"
+            f.write_bytes(body)
+            run_wrk(srv.url, f, conc, warmup_s, path, headers)
+            report(label, body, measure_wrk(srv, f, conc, duration_s, path, headers))
+        _, v2b, v2b_env = bodies["v2 binary"]
+        ref = v2_outputs(httpx.post(srv.url + "/v2/models/resnet18/infer", content=v2b, timeout=60,
+                                    headers={"content-type": v2b_env["CONTENT_TYPE"],
+                                             "inference-header-content-length": v2b_env["HEADER_LEN"]}))
+        message = grpc_requests(transport_input(zoo.inputs[0]), zoo.inputs[0].name, "resnet18")["gRPC raw"]
+        got, answer_bytes = grpc_infer(srv.grpc_target, message)
+        diff = same_answer("resnet18 gRPC raw", got, ref)
+        f = tmp / "transport-grpc.bin"
+        f.write_bytes(grpc_frame(message))
+        run_grpc(srv, "resnet18", f, answer_bytes, conc, warmup_s, streams)
+        r = measure_grpc(srv, "resnet18", f, answer_bytes, conc, duration_s, streams)
+        same_answer("resnet18 gRPC raw after the load", grpc_infer(srv.grpc_target, message)[0], ref)
+        r["max_abs_diff_vs_v2_binary"] = diff
+        report("gRPC raw", f.read_bytes(), r)
     finally:
         srv.stop()
     return out
 
 
+GRPC_HTTP = ("v2 JSON", "v2 binary")      # the HTTP formats the gRPC case compares with
+
+
+def bench_grpc(tmp: Path, repo: Path, model: str, spec, concurrency: list[int], duration_s: float, warmup_s: float,
+               specs: list[ServiceSpec], streams: int = 1) -> dict:
+    """``model`` per protocol at each concurrency, for each service setting: HTTP v2 JSON and v2 binary
+    (wrk) against gRPC raw and typed (h2load, ``streams`` per connection: :func:`run_grpc`), all four
+    carrying the same input (:func:`format_input`). Every answer is checked against the v2 binary one
+    before the load, and each gRPC one again after its load."""
+    http = format_bodies(spec, model)
+    messages = grpc_requests(format_input(spec), spec.name, model)
+    bodies = {**{k: http[k]["body"] for k in GRPC_HTTP}, **{k: grpc_frame(m) for k, m in messages.items()}}
+    files = {}
+    for i, (label, body) in enumerate(bodies.items()):
+        files[label] = tmp / f"grpc-case-{i}.bin"
+        files[label].write_bytes(body)
+    out = {"model": f"{model}-grpc", "concurrency": concurrency, "grpc_streams": streams, "duration_s": duration_s,
+           "body_bytes": {k: len(b) for k, b in bodies.items()}, "points": [], "checks": []}
+
+    def load(srv: Server, answer_bytes: dict[str, int], label: str, c: int, d: float) -> dict:
+        if label in messages:
+            return measure_grpc(srv, model, files[label], answer_bytes[label], c, d, streams, batch_stats=True)
+        return measure_wrk(srv, files[label], c, d, http[label]["path"], http[label]["wrk_env"], batch_stats=True)
+
+    for s in specs:
+        srv = s.start(repo, model)
+        answer_bytes: dict[str, int] = {}
+        try:
+            srv.wait(http["JSON /predict"]["body"])
+            ref = v2_outputs(check_answer(srv.url, http["v2 binary"]))
+            diffs = {"v2 JSON": same_answer(f"{model} v2 JSON", v2_outputs(check_answer(srv.url, http["v2 JSON"])), ref)}
+            for label, m in messages.items():
+                got, answer_bytes[label] = grpc_infer(srv.grpc_target, m)
+                diffs[label] = same_answer(f"{model} {label}", got, ref)
+            out["checks"].append({"workers": s.label, "max_abs_diff_vs_v2_binary": diffs})
+            for label in bodies:
+                load(srv, answer_bytes, label, max(concurrency), warmup_s)
+                for c in concurrency:
+                    p = load(srv, answer_bytes, label, c, duration_s)
+                    p.update(workers=s.label, env=s.env, format=label, concurrency=c, loadavg_1m=os.getloadavg()[0])
+                    out["points"].append(p)
+                    print(f"  {model} w={s.label:<7s} {label:10s} c={c:<3d} {p['ok_rps']:8.1f} req/s  "
+                          f"p50 {p['p50_us'] / 1000:6.2f} ms  p99 {p['p99_us'] / 1000:6.2f} ms  errors "
+                          f"{p['socket_errors'] + p['non2xx'] + p.get('grpc_failed', 0)}  mean batch "
+                          f"{p['mean_batch'] or 0:.1f}  server CPU {1000 * (p['server_cpu_s_per_req'] or 0):.2f} ms/req"
+                          f"  client CPU {1000 * (p['client_cpu_s_per_req'] or 0):.2f} ms/req", flush=True)
+                if label in messages:
+                    same_answer(f"{model} {label} after the load", grpc_infer(srv.grpc_target, messages[label])[0], ref)
+        finally:
+            srv.stop()
+    return out
+
+
+def grpc_table(res: dict) -> list[str]:
+    cs = res["concurrency"]
+    top = max(cs)
+    lines = [f"### {res['model']}: HTTP (wrk) vs gRPC (h2load, {res['grpc_streams']} stream(s) per connection), "
+             f"{res['duration_s']:g} s per point", ""]
+    for w in dict.fromkeys(p["workers"] for p in res["points"]):
+        pts = {(p["format"], p["concurrency"]): p for p in res["points"] if p["workers"] == w}
+        lines += [f"TPSERVE_WORKERS={w}" if w != "default" else "TPSERVE_WORKERS not set by the bench (default)", "",
+                  "| format | body B | " + " | ".join(f"c={c} req/s, p50/p99 ms" for c in cs)
+                  + f" | server CPU ms/req at c={top} | mean batch at c={top} | errors |",
+                  "|---|---:|" + "---|" * len(cs) + "---:|---:|---:|"]
+        for f in res["body_bytes"]:
+            row = [pts.get((f, c)) for c in cs]
+            cells = [f"{p['ok_rps']:.0f}, {p['p50_us'] / 1000:.2f}/{p['p99_us'] / 1000:.2f}" if p else "-" for p in row]
+            last = pts.get((f, top)) or {}
+            errors = sum(p["socket_errors"] + p["non2xx"] + p.get("grpc_failed", 0) for p in row if p)
+            lines.append(f"| {f} | {res['body_bytes'][f]} | " + " | ".join(cells) +
+                         f" | {1000 * (last.get('server_cpu_s_per_req') or 0):.2f} | {last.get('mean_batch') or 0:.1f}"
+                         f" | {errors} |")
+        lines.append("")
+        for num, den in (("gRPC raw", "v2 JSON"), ("gRPC typed", "v2 JSON"), ("gRPC raw", "v2 binary")):
+            ratios = {c: pts[(num, c)]["ok_rps"] / pts[(den, c)]["ok_rps"] for c in cs
+                      if (num, c) in pts and (den, c) in pts and pts[(den, c)]["ok_rps"]}
+            if ratios:
+                goal = ""
+                if (num, den) == ("gRPC raw", "v2 JSON") and 64 in ratios:
+                    goal = f" (target at c=64: ≥ 1.2: {'met' if ratios[64] >= 1.2 else 'not met'})"
+                lines.append(f"{num} ÷ {den} req/s: " + ", ".join(f"c={c} {r:.2f}×" for c, r in ratios.items()) + goal)
+        lines.append("")
+    return lines
+
+
 def summarise(res) -> list[str]:
     if res["model"].endswith("-limits"):
         return limits_table(res)
+    if res["model"].endswith("-grpc"):
+        return grpc_table(res)
     if "transport" in res["points"][0]:
-        lines = [f"### {res['model']} (c={res['concurrency']})", "", "| transport | body MB | req/s | p50 ms | p99 ms |",
-                 "|---|---|---|---|---|"]
+        lines = [f"### {res['model']} (c={res['concurrency']})", "",
+                 "| transport | body MB | req/s | p50 ms | p99 ms | server CPU ms/req | errors |",
+                 "|---|---|---|---|---|---|---|"]
         for p in res["points"]:
-            lines.append(f"| {p['transport']} | {p['body_bytes'] / 1e6:.2f} | {p['rps']:.1f} | "
-                         f"{p['p50_us'] / 1000:.1f} | {p['p99_us'] / 1000:.1f} |")
+            lines.append(f"| {p['transport']} | {p['body_bytes'] / 1e6:.2f} | {p.get('ok_rps', p['rps']):.1f} | "
+                         f"{p['p50_us'] / 1000:.1f} | {p['p99_us'] / 1000:.1f} | "
+                         f"{1000 * (p.get('server_cpu_s_per_req') or 0):.2f} | "
+                         f"{p['socket_errors'] + p['non2xx'] + p.get('grpc_failed', 0)} |")
+        rps = {p["transport"]: p.get("ok_rps", p["rps"]) for p in res["points"]}
+        if rps.get("gRPC raw") and rps.get("v2 binary"):
+            ratio = rps["gRPC raw"] / rps["v2 binary"]
+            lines += ["", f"gRPC raw ÷ v2 binary req/s: {ratio:.2f}× (target ≥ 1: {'met' if ratio >= 1 else 'not met'})"]
         return lines
     pts = {(p["server"], p["concurrency"]): p for p in res["points"]}
     cs = sorted({p["concurrency"] for p in res["points"]})
@@ -677,13 +1051,19 @@ def summarise(res) -> list[str]:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["digits", "cifar-resnet20", "transport", "limits", "all"], default="all",
-                    help="digits / cifar-resnet20: service vs naive vs floor vs engine; transport: ImageNet "
-                         "ResNet-18 (224x224x3 float32) through JSON /predict, v2 JSON and v2 binary at c=16; "
-                         "limits: CIFAR ResNet-20 per request format, measured req/s vs cores / (HTTP floor CPU "
-                         "per request + engine CPU per row) at --limits-concurrency")
+    ap.add_argument("--model", default="all", type=_models, metavar="{" + ",".join(MODELS) + "}[,...]",
+                    help="one or more, comma-separated (default all): digits / cifar-resnet20: service vs naive vs "
+                         "floor vs engine; transport: ImageNet ResNet-18 (224x224x3 float32) through JSON /predict, "
+                         "v2 JSON, v2 binary and gRPC raw at c=16; grpc: the bundled digits model through HTTP v2 "
+                         "JSON and v2 binary (wrk) and gRPC raw and typed (h2load) at --concurrency; limits: CIFAR "
+                         "ResNet-20 per request format, measured req/s vs cores / (HTTP floor CPU per request + "
+                         "engine CPU per row) at --limits-concurrency")
     ap.add_argument("--concurrency", default="1,8,64", help="comma-separated connection counts (default 1,8,64)")
     ap.add_argument("--limits-concurrency", type=int, default=64, help="connections of the limits points (default 64)")
+    ap.add_argument("--grpc-streams", type=int, default=1,
+                    help="gRPC points: streams per HTTP/2 connection (h2load -m); the concurrency is the streams in "
+                         "flight in all, over concurrency / streams connections (default 1: one per connection, "
+                         "as wrk's)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per point (default 5; longer: steadier)")
     ap.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each server's points")
     ap.add_argument("--engine-seconds", type=float, default=3.0,
@@ -697,7 +1077,8 @@ def main(argv=None):
                     help="start the service with this command instead of 'python -m service ...'; placeholders "
                          "{python} {port} {repo}; it must listen on 127.0.0.1:{port} and serve {repo}")
     ap.add_argument("--out", default=None, help="write results JSON here (default bench/results/serve-<date>.json; "
-                                                "--model limits: serve-limits-<date>.json)")
+                                                "--model limits: serve-limits-<date>.json; --model grpc and/or "
+                                                "transport: serve-grpc-<date>.json)")
     ap.add_argument("--http-floor", metavar="RESPONSES_JSON", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -705,28 +1086,37 @@ def main(argv=None):
         return run_http_floor(a.http_floor, a.port)
     if shutil.which("wrk") is None:
         sys.exit("bench/serve.py needs wrk: sudo apt-get install wrk")
+    models = set(MODELS[:-1]) if "all" in a.model else set(a.model)
+    if models & {"grpc", "transport"} and shutil.which("h2load") is None:
+        sys.exit("the gRPC points need h2load: sudo apt-get install nghttp2-client")
     conc = [int(c) for c in a.concurrency.split(",")]
     specs = service_specs(a.workers, a.env, a.service_cmd)
     import model_zoo
 
     all_results = []
     with tempfile.TemporaryDirectory(prefix="tpserve-bench-") as tmp:
-        if a.model in ("digits", "all"):
+        if "digits" in models:
             print("digits (bundled mnist-convnet)", flush=True)
             zoo = model_zoo.get("mnist-convnet")
             all_results.append(bench_model("digits", ROOT / "model_repository", "digits", example_body(zoo), conc,
                                            a.duration, a.warmup, specs))
-        if a.model in ("cifar-resnet20", "all"):
+        if "cifar-resnet20" in models:
             print("CIFAR ResNet-20 (random weights)", flush=True)
             repo = random_weights_repo(Path(tmp), "resnet20", "cifar10-resnet", {"depth": 20},
                                        {"max_batch_size": 64})
             zoo = model_zoo.get("cifar10-resnet", depth=20)
             all_results.append(bench_model("resnet20", repo, "resnet20", example_body(zoo), conc, a.duration,
                                            a.warmup, specs))
-        if a.model in ("transport", "all"):
+        if "transport" in models:
             print("transport cost: ImageNet ResNet-18 (random weights, float32 input)", flush=True)
-            all_results.append(bench_transport(Path(tmp), 16, a.duration, a.warmup, specs[0]))
-        if a.model in ("limits", "all"):
+            all_results.append(bench_transport(Path(tmp), 16, a.duration, a.warmup, specs[0], a.grpc_streams))
+        if "grpc" in models:
+            print(f"gRPC vs HTTP: digits (bundled mnist-convnet), {a.grpc_streams} stream(s) per gRPC connection",
+                  flush=True)
+            all_results.append(bench_grpc(Path(tmp), ROOT / "model_repository", "digits",
+                                          model_zoo.get("mnist-convnet").inputs[0], conc, a.duration, a.warmup,
+                                          specs, a.grpc_streams))
+        if "limits" in models:
             print(f"limits: CIFAR ResNet-20 (random weights), c={a.limits_concurrency}, per request format", flush=True)
             all_results.append(bench_limits(Path(tmp), specs, a.limits_concurrency, a.duration, a.warmup,
                                             a.engine_seconds))
@@ -737,11 +1127,22 @@ def main(argv=None):
     for res in all_results:
         print("\n".join(summarise(res)))
         print()
-    stem = "serve-limits" if a.model == "limits" else "serve"
+    stem = "serve-limits" if models == {"limits"} else "serve-grpc" if models <= {"grpc", "transport"} else "serve"
     out = Path(a.out) if a.out else ROOT / "bench" / "results" / f"{stem}-{datetime.date.today()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "results": all_results}, indent=1, default=str))
     print(f"results written to {out}")
+
+
+MODELS = ("digits", "cifar-resnet20", "transport", "grpc", "limits", "all")
+
+
+def _models(value: str) -> list[str]:
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in names if v not in MODELS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"expected one or more of {', '.join(MODELS)} (comma-separated), got {value!r}")
+    return names
 
 
 def _commit() -> str | None:
