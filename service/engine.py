@@ -111,7 +111,7 @@ class _Connection(FramedProtocol):
         if t == "i":
             task = asyncio.get_running_loop().create_task(self.engine.infer(self, msg))
             self.tasks[msg["id"]] = task
-            task.add_done_callback(lambda _t, i=msg["id"]: self.tasks.pop(i, None))
+            task.add_done_callback(lambda t, i=msg["id"]: self._done(i, t))
         elif t == "x":
             task = self.tasks.get(msg["id"])
             if task is not None:
@@ -124,6 +124,13 @@ class _Connection(FramedProtocol):
             self.send(self.engine.last_snapshot or snapshot(self.engine.manager))
         else:
             logger.error("unknown frame type %r from a front end", t)
+
+    def _done(self, rid: int, task: asyncio.Task):
+        self.tasks.pop(rid, None)
+        if task.cancelled():
+            # cancelled before its first step (its "x" came in the same read as its "i"): Engine.infer never
+            # ran, so nobody answered; the front end frees the request's shared memory on this answer only
+            self.send({"t": "r", "id": rid, "err": encode_error(asyncio.CancelledError())})
 
     def _on_lost(self, exc):
         self.engine.connections.discard(self)

@@ -28,8 +28,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import Settings, create_app
-from service.batcher import QueueFull, RequestTooLarge
-from service.engine import Engine
+from service.batcher import QueueFull, RequestTooLarge, ShuttingDown
+from service.engine import Engine, _Connection
 from service.errors import InvalidRequest, UnknownModel
 from service.ipc import decode_error, encode_error
 from service.manager import ModelManager
@@ -107,6 +107,28 @@ def test_errors_cross_the_process_boundary_as_the_same_class_with_their_details(
     assert type(bad) is InvalidRequest and bad.status == 400 and bad.field == "x"
     bug = decode_error(encode_error(KeyError("oops")))
     assert bug.status == 500 and "KeyError" in bug.message
+
+
+def test_a_request_cancelled_before_the_engine_task_starts_is_still_answered():
+    """The front end frees a request's shared memory only when the engine answers it. A cancel ("x") read
+    together with its request ("i") cancels the engine's task before its first step, so Engine.infer never
+    runs: the engine must answer anyway (else the arena region leaks for good, and once the arena is full
+    every request pays for a one-off segment)."""
+    sent = []
+
+    async def main():
+        conn = _Connection(Engine(Settings(), manager=None))
+        conn.send = sent.append
+        conn._on_message({"t": "i", "id": 7, "m": "double", "v": None, "d": None, "in": []})
+        task = conn.tasks[7]
+        conn._on_message({"t": "x", "id": 7})
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.sleep(0)          # the task's done-callbacks
+        assert conn.tasks == {}
+
+    asyncio.run(main())
+    assert [m["id"] for m in sent] == [7]
+    assert isinstance(decode_error(sent[0]["err"]), ShuttingDown)
 
 
 def test_tensor_spec_survives_the_wire():
