@@ -31,6 +31,10 @@ class Metrics:
         self._request_children: dict = {}
         self.requests = Counter("tpserve_requests_total", "Requests answered, by model, route and HTTP status",
                                 ["model", "route", "code"], registry=r)
+        self.request_seconds = Counter("tpserve_request_seconds_total",
+                                       "Seconds from arrival to response summed over the requests answered, by model, "
+                                       "route and HTTP status (the mean by status: divide by tpserve_requests_total)",
+                                       ["model", "route", "code"], registry=r)
         self.request_duration = Histogram("tpserve_request_duration_seconds",
                                           "Time from request arrival to response, by model and route",
                                           ["model", "route"], buckets=_LATENCY_BUCKETS, registry=r)
@@ -40,6 +44,12 @@ class Metrics:
         self.inference_duration = Histogram("tpserve_inference_duration_seconds",
                                             "Compute time of one executed batch, by model version and device",
                                             ["model", "version", "device"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.batch_executions = Counter("tpserve_batch_executions_total",
+                                        "Batches executed, by model version and exact batch size (rows)",
+                                        ["model", "version", "batch_size"], registry=r)
+        self.batch_compute_seconds = Counter("tpserve_batch_compute_seconds_total",
+                                             "Compute seconds of the executed batches, by model version and exact "
+                                             "batch size", ["model", "version", "batch_size"], registry=r)
         self.batch_size = Histogram("tpserve_batch_size", "Rows per executed batch", ["model", "version"],
                                     buckets=_BATCH_BUCKETS, registry=r)
         self.queue_rows = Gauge("tpserve_queue_rows", "Rows waiting in the batch queue", ["model", "version"],
@@ -80,9 +90,11 @@ class Metrics:
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = (self.requests.labels(model, route, code),
-                                                    self.request_duration.labels(model, route))
+                                                    self.request_duration.labels(model, route),
+                                                    self.request_seconds.labels(model, route, code))
         child[0].inc()
         child[1].observe(seconds)
+        child[2].inc(seconds)
 
     def observer(self, model: str, devices: list[str], version: str = "") -> ModelObserver:
         return ModelObserver(self, model, devices, version)
@@ -112,9 +124,18 @@ class ModelObserver:
         self._batch = metrics.batch_size.labels(model, version)
         self._queue = metrics.queue_duration.labels(model, version)
         self._infer = [metrics.inference_duration.labels(model, version, d) for d in devices]
+        self._version = version
+        self._by_size: dict[int, tuple] = {}     # batch size -> (executions, compute seconds) children
 
     def on_batch(self, rows, requests, queue_waits_s, compute_s, replica):
         self._batch.observe(rows)
+        by_size = self._by_size.get(rows)
+        if by_size is None:
+            size = str(rows)
+            by_size = self._by_size[rows] = (self._m.batch_executions.labels(self._model, self._version, size),
+                                             self._m.batch_compute_seconds.labels(self._model, self._version, size))
+        by_size[0].inc()
+        by_size[1].inc(compute_s)
         for w in queue_waits_s:
             self._queue.observe(w)
         self._infer[replica].observe(compute_s)

@@ -14,9 +14,8 @@ multi-process directory's creation):
 
 ========================================  ===================================================================
 ``inference_stats.success`` / ``fail``     count: ``tpserve_requests_total`` of the model with a 2xx code /
-                                           any other code (every route, gRPC included). ns:
-                                           ``tpserve_request_duration_seconds`` has no code label, so
-                                           ``success.ns`` is the duration of every request and ``fail.ns`` is 0
+                                           any other code (every route, gRPC included); ns:
+                                           ``tpserve_request_seconds_total`` of the same requests
 ``inference_stats.queue``                  ``tpserve_queue_duration_seconds``: one per request that reached a
                                            batch
 ``inference_stats.compute_infer``          ``tpserve_inference_duration_seconds`` over every device: one per
@@ -26,10 +25,9 @@ multi-process directory's creation):
                                            0 ns (inputs and outputs are part of compute_infer)
 ``cache_hit`` / ``cache_miss``             0 (no response cache)
 ``execution_count`` / ``inference_count``  ``tpserve_batch_size``: batches executed / rows in them
-``batch_stats``                            per batch size, the executions (compute_infer count), from the
-                                           ``tpserve_batch_size`` histogram, whose power-of-two buckets tell
-                                           exact sizes only for 1 and 2: those are listed (compute ns 0) and
-                                           wider buckets are left out rather than guessed
+``batch_stats``                            per exact batch size: ``tpserve_batch_executions_total`` (the
+                                           compute_infer count) and ``tpserve_batch_compute_seconds_total``
+                                           (its ns); compute_input/compute_output: that count with 0 ns
 ``last_inference``                         0 (no metric holds a timestamp)
 ========================================  ===================================================================
 
@@ -40,7 +38,6 @@ not known when it fails before routing): every version of a model reports the mo
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 
 from fastapi import APIRouter, Request
@@ -124,22 +121,17 @@ def _success(labels) -> bool:
 
 
 def _batch_stats(samples: Samples, model: str, version: str) -> list[dict]:
-    def row(size: int, count: float) -> dict:
-        zero = _duration(count, 0.0)       # executions known, their compute time per size is not
-        return {"batch_size": size, "compute_input": zero, "compute_infer": zero, "compute_output": zero}
-
-    # from the histogram: cumulative counts at each bucket's upper bound; a bucket (lo, hi] holds one size
-    # only when hi - lo == 1
-    cumulative: dict[float, float] = defaultdict(float)
-    for labels, v in samples.get("tpserve_batch_size_bucket", ()):
-        if labels.get("model") == model and labels.get("version") == version:
-            cumulative[float(labels["le"])] += v
-    out, below, lo = [], 0.0, 0.0
-    for le in sorted(cumulative):
-        count = cumulative[le] - below
-        if not math.isinf(le) and le == int(le) and int(le) - math.floor(lo) == 1 and count:
-            out.append(row(int(le), count))
-        below, lo = cumulative[le], le
+    counts: dict[int, float] = defaultdict(float)
+    seconds: dict[int, float] = defaultdict(float)
+    for sample, into in (("tpserve_batch_executions_total", counts), ("tpserve_batch_compute_seconds_total", seconds)):
+        for labels, v in samples.get(sample, ()):
+            if labels.get("model") == model and labels.get("version") == version:
+                into[int(labels["batch_size"])] += v
+    out = []
+    for size in sorted(counts):
+        zero = _duration(counts[size], 0.0)       # inputs and outputs are not timed apart from the model call
+        out.append({"batch_size": size, "compute_input": zero,
+                    "compute_infer": _duration(counts[size], seconds[size]), "compute_output": zero})
     return out
 
 
@@ -148,7 +140,8 @@ def model_stats(samples: Samples, entry, version: str) -> dict:
     name = entry.name
     requests_ok = _total(samples, "tpserve_requests_total", name, _success)
     requests_failed = _total(samples, "tpserve_requests_total", name, lambda labels: not _success(labels))
-    ok_s, failed_s = _total(samples, "tpserve_request_duration_seconds_sum", name), 0.0
+    ok_s = _total(samples, "tpserve_request_seconds_total", name, _success)
+    failed_s = _total(samples, "tpserve_request_seconds_total", name, lambda labels: not _success(labels))
 
     def of_version(sample_name: str) -> float:
         return _total(samples, sample_name, name, version=version)
