@@ -1,9 +1,9 @@
-"""The engine process of the multi-process server: TensorFlow, the replicas and one batcher per model.
+"""The engine process of the multi-process server: TensorFlow, the replicas, one batcher per model version.
 
 It owns the real :class:`~service.manager.ModelManager` (loading, hot reload, batching, drain) and
 serves the front ends over a Unix socket (:mod:`service.ipc` frames, tensors in each front end's
-shared-memory arena, :mod:`service.shm`). Every front end's requests for a model go to that model's
-one batcher, so batches span all clients. Nothing here parses HTTP, JSON bodies or images: the
+shared-memory arena, :mod:`service.shm`). Every front end's requests for a model version go to that
+version's one batcher, so batches span all clients. Nothing here parses HTTP, JSON bodies or images: the
 front ends do that.
 
 The supervisor (:mod:`service.supervisor`) drives it through a pipe: ``"drain"`` (SIGTERM: the

@@ -3,7 +3,7 @@
 Processes::
 
     supervisor (this module: binds the port, starts and watches the others; no TensorFlow, no HTTP)
-    ├── engine      TensorFlow, replicas, one batcher per model   (service.engine)
+    ├── engine      TensorFlow, replicas, one batcher per version (service.engine)
     └── front end × TPSERVE_WORKERS: HTTP on the shared port       (service.frontend)
 
 Front ends talk to the engine over a Unix socket with small frames; tensors go through
