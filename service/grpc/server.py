@@ -51,6 +51,7 @@ from ..protocols.stats import model_statistics
 from ..validation import check_batch
 from . import kserve_v2_pb2 as pb
 from . import kserve_v2_pb2_grpc as pb_grpc
+from .h2 import H2Server, Registry
 
 __all__ = ["start_grpc_server", "GrpcServer", "GRPC_CODES", "grpc_status", "answer", "call_deadline"]
 
@@ -390,44 +391,36 @@ def _response(model, request, out: dict[str, np.ndarray], served: str, wanted, r
     return resp
 
 
-class _ApiKeys(grpc.aio.ServerInterceptor):
-    """``authorization: Bearer <key>`` on every RPC but ``open_methods`` (keys compared in constant time)."""
+def api_key_check(keys: list[str], open_methods: set[str]):
+    """``check(method, metadata) -> None | (code, message)``: ``authorization: Bearer <key>`` metadata on every
+    RPC but ``open_methods`` (keys compared in constant time, every one)."""
+    keys_b = [k.encode() for k in keys]
+    open_paths = {f"/{SERVICE}/{m}" for m in open_methods}
 
-    def __init__(self, keys: list[str], open_methods: set[str]):
-        self._keys = [k.encode() for k in keys]
-        self._open = {f"/{SERVICE}/{m}" for m in open_methods}
-
-    async def intercept_service(self, continuation, details):
-        if details.method in self._open:
-            return await continuation(details)
+    def check(method: str, metadata) -> tuple[int, str] | None:
+        if method in open_paths:
+            return None
         token = None
-        for key, value in details.invocation_metadata or ():
+        for key, value in metadata or ():
             if key == "authorization":
                 scheme, _, rest = (value.decode() if isinstance(value, bytes) else value).partition(" ")
                 if scheme.lower() == "bearer":
                     token = rest.strip().encode()
                 break
         if token is None:
-            return _deny(grpc.StatusCode.UNAUTHENTICATED, "missing API key: send 'authorization: Bearer <key>' "
-                                                          "metadata")
+            return (grpc.StatusCode.UNAUTHENTICATED.value[0],
+                    "missing API key: send 'authorization: Bearer <key>' metadata")
         ok = False
-        for key in self._keys:          # no early exit: every key is compared
+        for key in keys_b:          # no early exit: every key is compared
             ok |= hmac.compare_digest(token, key)
-        if not ok:
-            return _deny(grpc.StatusCode.PERMISSION_DENIED, "invalid API key")
-        return await continuation(details)
-
-
-def _deny(code: grpc.StatusCode, message: str):
-    async def deny(request, context):
-        await context.abort(code, message)
-    return grpc.unary_unary_rpc_method_handler(deny)
+        return None if ok else (grpc.StatusCode.PERMISSION_DENIED.value[0], "invalid API key")
+    return check
 
 
 class GrpcServer:
     """A started gRPC server: ``port`` (the bound one), ``await stop(grace_s)``."""
 
-    def __init__(self, server: grpc.aio.Server, address: str, port: int):
+    def __init__(self, server: H2Server, address: str, port: int):
         self._server = server
         self.address = address
         self.port = port
@@ -439,32 +432,25 @@ class GrpcServer:
 
 async def start_grpc_server(settings, manager, metrics, *, host: str | None = None, port: int | None = None,
                             reuse_port: bool = False) -> GrpcServer:
-    """Start serving ``inference.GRPCInferenceService`` on ``host:port`` (default ``settings.host`` and
-    ``settings.grpc_port``; port 0 here binds any free port: read ``.port``). Call it on the event loop
-    that runs ``manager`` (the app's). ``reuse_port``: let several processes bind the same port
-    (SO_REUSEPORT, the kernel spreads connections); off by default, so a port already taken fails
-    loudly instead of being shared."""
+    """Start serving ``inference.GRPCInferenceService`` (and TF Serving's services) on ``host:port`` (default
+    ``settings.host`` and ``settings.grpc_port``; port 0 here binds any free port: read ``.port``), over
+    :mod:`service.grpc.h2`. Call it on the event loop that runs ``manager`` (the app's). ``reuse_port``: let
+    several processes bind the same port (SO_REUSEPORT, the kernel spreads connections); off by default, so a
+    port already taken fails loudly instead of being shared."""
     host = settings.host if host is None else host
     port = settings.grpc_port if port is None else port
-    keys = list(settings.api_keys)
-    interceptors = [_ApiKeys(keys, {m for p, m in _OPEN_PATHS.items() if p in settings.open_paths})] if keys else []
-    server = grpc.aio.server(
-        interceptors=interceptors,
-        maximum_concurrent_rpcs=settings.max_connections,      # beyond: RESOURCE_EXHAUSTED from gRPC itself
-        options=[("grpc.max_receive_message_length", settings.max_body_bytes),
-                 ("grpc.max_send_message_length", -1),
-                 ("grpc.so_reuseport", 1 if reuse_port else 0)])
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(settings, manager, metrics), server)
+    registry = Registry()
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(Servicer(settings, manager, metrics), registry)
     from .tfserving_api import add_tfserving_servicers
-    add_tfserving_servicers(server, settings, manager, metrics)     # TF Serving's API on the same port
+    add_tfserving_servicers(registry, settings, manager, metrics)     # TF Serving's API on the same port
+    keys = list(settings.api_keys)
+    authorize = api_key_check(keys, {m for p, m in _OPEN_PATHS.items() if p in settings.open_paths}) if keys else None
+    server = H2Server(registry.handlers, max_message=settings.max_body_bytes, max_calls=settings.max_connections,
+                      max_header_bytes=settings.max_header_bytes, authorize=authorize)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(address)
-    except RuntimeError as e:
+        bound = await server.start(host, port, reuse_port=reuse_port)
+    except OSError as e:
         raise OSError(f"cannot listen for gRPC on {address}: {e}") from None
-    if not bound:
-        raise OSError(f"cannot listen for gRPC on {address}")
-    await server.start()
     logger.info("gRPC (KServe v2 / Triton, TF Serving) listening on %s", address.rsplit(":", 1)[0] + f":{bound}")
     return GrpcServer(server, address, bound)
-

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 
-import grpc
 import numpy as np
 
 from ..errors import InvalidRequest, clip
@@ -378,7 +377,7 @@ def _check_scores(model, request):
 _classify_response.check = _check_scores
 
 
-def add_tfserving_servicers(server: grpc.aio.Server, settings, manager, metrics) -> None:
+def add_tfserving_servicers(server, settings, manager, metrics) -> None:
     """Serve ``tensorflow.serving.PredictionService`` and ``ModelService`` on ``server``."""
     pb_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(settings, manager, metrics), server)
     pb_grpc.add_ModelServiceServicer_to_server(ModelServicer(settings, manager, metrics), server)
