@@ -10,8 +10,13 @@ of HTTP/2 (RFC 9113) and gRPC's wire format:
   (answered), WINDOW_UPDATE, RST_STREAM (cancels the call: the handler's task is cancelled), GOAWAY,
   HEADERS + CONTINUATION (HPACK decoded by the ``hpack`` package), DATA (padding stripped); PRIORITY and
   unknown frame types are ignored;
-* flow control both ways: the client may send 1 MiB per stream before a WINDOW_UPDATE, which the
-  server sends as it consumes data; answers wait for the client's windows;
+* flow control both ways: the client may send 1 MiB per stream and 16 MiB per connection before a
+  WINDOW_UPDATE, which the server sends as it consumes data, but not while the connection's unfinished
+  requests hold more than the largest request allowed (so a connection holds a bounded amount of
+  memory however many streams it opens); answers wait for the client's windows;
+* limits: ``max_connections`` (beyond: GOAWAY and close), streams per connection (beyond: RST_STREAM
+  REFUSED_STREAM), calls in progress (beyond: RESOURCE_EXHAUSTED), header block size; a client that
+  resets more than half of over 1000 streams is closed (ENHANCE_YOUR_CALM, the "rapid reset" attack);
 * gRPC: ``:path`` ``/<service>/<method>``, one length-prefixed message each way (compressed messages
   are refused with UNIMPLEMENTED), ``grpc-timeout`` (:meth:`Context.time_remaining`), metadata (for API
   keys), trailers ``grpc-status`` / percent-encoded ``grpc-message`` and the handler's trailing metadata;
@@ -41,12 +46,13 @@ _FH = struct.Struct(">BHBBI")            # frame header: length (24 bits as 8 + 
 _DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONTINUATION = range(10)
 _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 _NO_ERROR, _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, \
-    _COMPRESSION_ERROR = 0x0, 0x1, 0x3, 0x6, 0x7, 0x8, 0x9
+    _COMPRESSION_ERROR, _ENHANCE_YOUR_CALM = 0x0, 0x1, 0x3, 0x6, 0x7, 0x8, 0x9, 0xB
 
 _MAX_FRAME = 1 << 20                     # the largest frame a client may send us (SETTINGS_MAX_FRAME_SIZE)
 _STREAM_WINDOW = 1 << 20                 # bytes a client may send on a stream before our WINDOW_UPDATE
-_CONN_WINDOW = (1 << 31) - 1
+_CONN_WINDOW = 16 << 20                  # ... and on a connection
 _MAX_WINDOW = (1 << 31) - 1
+_RESETS_ALLOWED = 1000                   # streams a client may reset before resets past half its streams close it
 
 # gRPC status codes (grpc.StatusCode values)
 OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 2, 3, 4, 5
@@ -192,13 +198,14 @@ class Registry:
 
 
 class _Stream:
-    __slots__ = ("sid", "path", "headers_ok", "metadata", "timeout", "encoding", "body", "size", "send_window",
-                 "recv_unacked", "task", "pending", "done")
+    __slots__ = ("sid", "path", "headers_ok", "metadata", "timeout", "encoding", "body", "size", "held",
+                 "send_window", "recv_unacked", "task", "pending", "done")
 
     def __init__(self, sid: int, send_window: int):
         self.sid = sid
         self.body: list[bytes] = []
         self.size = 0
+        self.held = 0                       # bytes of ``body`` counted in the connection's ``buffered``
         self.send_window = send_window
         self.recv_unacked = 0
         self.task: asyncio.Task | None = None
@@ -220,7 +227,9 @@ class _Connection(asyncio.Protocol):
         self.send_window = 65535            # the connection's, for what we send
         self.peer_initial = 65535           # the client's initial stream window
         self.peer_max_frame = 16384
-        self.recv_unacked = 0
+        self.recv_unacked = 0               # bytes consumed and not yet given back to the connection's window
+        self.buffered = 0                   # bytes of requests still arriving
+        self.opened = self.resets = 0
         self.continuation: tuple[int, int, bytearray] | None = None
         self.going_away = False
         self.out: list[bytes] = []            # frames queued for the next write (_write)
@@ -228,6 +237,9 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ plumbing
     def connection_made(self, transport):
         self.transport = transport
+        if len(self.server.connections) >= self.server.max_connections:
+            self._fail(_REFUSED_STREAM, f"more than {self.server.max_connections} gRPC connections")
+            return
         self.server.connections.add(self)
         settings = struct.pack(">HIHIHIHI", 0x3, self.server.max_streams, 0x4, _STREAM_WINDOW, 0x5, _MAX_FRAME,
                                0x6, self.server.max_header_bytes)
@@ -371,8 +383,15 @@ class _Connection(asyncio.Protocol):
             return True
         if ftype == _RST:
             st = self.streams.pop(sid, None)
-            if st is not None and st.task is not None:
-                st.task.cancel()            # the client cancelled the call (or its deadline passed)
+            if st is not None:
+                self.resets += 1
+                if st.task is not None:
+                    st.task.cancel()        # the client cancelled the call (or its deadline passed)
+                else:
+                    self._release(st)
+                if self.resets > _RESETS_ALLOWED and self.resets * 2 > self.opened:
+                    self._fail(_ENHANCE_YOUR_CALM, "too many streams reset by the client")
+                    return False
             return True
         if ftype == _GOAWAY:
             self.going_away = True
@@ -409,6 +428,7 @@ class _Connection(asyncio.Protocol):
             self._write(_frame(_RST, 0, sid, struct.pack(">I", _REFUSED_STREAM)))
             return True
         st = self.streams[sid] = _Stream(sid, self.peer_initial)
+        self.opened += 1
         st.path, st.timeout, st.encoding, st.metadata, st.headers_ok = request
         if flags & _END_STREAM:
             self._start(st)
@@ -420,9 +440,6 @@ class _Connection(asyncio.Protocol):
             return False
         size = len(payload)
         self.recv_unacked += size
-        if self.recv_unacked >= _STREAM_WINDOW:          # the connection window: topped up as it is used
-            self._write(_frame(_WINDOW, 0, 0, struct.pack(">I", self.recv_unacked)))
-            self.recv_unacked = 0
         st = self.streams.get(sid)
         if st is None or st.task is not None:
             return True                                 # a reset or finished stream: dropped
@@ -436,9 +453,12 @@ class _Connection(asyncio.Protocol):
         st.size += len(data)
         if st.size <= self.server.max_message + 5:
             st.body.append(data)
+            st.held += len(data)
+            self.buffered += len(data)
         if flags & _END_STREAM:
             self._start(st)
             return True
+        self._replenish()
         st.recv_unacked += size
         if st.recv_unacked >= _STREAM_WINDOW // 2:       # this stream may go on sending
             self._write(_frame(_WINDOW, 0, sid, struct.pack(">I", st.recv_unacked)))
@@ -446,7 +466,21 @@ class _Connection(asyncio.Protocol):
         return True
 
     # ------------------------------------------------------------------ calls
+    def _replenish(self):
+        """Give consumed bytes back to the connection's window, unless unfinished requests already hold more
+        than the largest request allowed (then the client waits until some of them are complete)."""
+        if self.recv_unacked >= _STREAM_WINDOW and self.buffered <= self.server.max_message + _STREAM_WINDOW:
+            self._write(_frame(_WINDOW, 0, 0, struct.pack(">I", self.recv_unacked)))
+            self.recv_unacked = 0
+
+    def _release(self, st: _Stream):
+        """A stream's request is complete (or dropped): its bytes no longer count as arriving."""
+        self.buffered -= st.held
+        st.held = 0
+        self._replenish()
+
     def _start(self, st: _Stream):
+        self._release(st)
         st.task = asyncio.get_running_loop().create_task(self._call(st))
         self.server.calls.add(st.task)
         st.task.add_done_callback(self.server.calls.discard)
@@ -563,12 +597,14 @@ class H2Server:
     ``authorize(method, metadata)``: None to let the call run, or ``(code, message)`` to refuse it.
     ``max_message``: the largest request message (RESOURCE_EXHAUSTED beyond, as grpcio's
     ``grpc.max_receive_message_length``); ``max_calls``: calls in progress at once (RESOURCE_EXHAUSTED
-    beyond); ``max_streams``: SETTINGS_MAX_CONCURRENT_STREAMS per connection."""
+    beyond); ``max_streams``: SETTINGS_MAX_CONCURRENT_STREAMS per connection; ``max_connections``: open
+    connections (a connection beyond is sent GOAWAY and closed)."""
 
     def __init__(self, handlers: dict, *, max_message: int, max_calls: int, max_streams: int = 1000,
-                 max_header_bytes: int = 64 * 1024, authorize=None):
+                 max_connections: int = 2048, max_header_bytes: int = 64 * 1024, authorize=None):
         self.handlers = handlers
         self.max_message, self.max_calls, self.max_streams = max_message, max_calls, max_streams
+        self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
         self.authorize = authorize
         self.connections: set[_Connection] = set()

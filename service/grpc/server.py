@@ -446,7 +446,8 @@ async def start_grpc_server(settings, manager, metrics, *, host: str | None = No
     keys = list(settings.api_keys)
     authorize = api_key_check(keys, {m for p, m in _OPEN_PATHS.items() if p in settings.open_paths}) if keys else None
     server = H2Server(registry.handlers, max_message=settings.max_body_bytes, max_calls=settings.max_connections,
-                      max_header_bytes=settings.max_header_bytes, authorize=authorize)
+                      max_connections=settings.max_connections, max_header_bytes=settings.max_header_bytes,
+                      authorize=authorize)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = await server.start(host, port, reuse_port=reuse_port)

@@ -201,3 +201,55 @@ def test_stop_refuses_new_calls_and_lets_the_running_one_finish():
     asyncio.run(main())
     assert results["new"] == "StatusCode.UNAVAILABLE"
     np.testing.assert_array_equal(results["first"], np.full((1, 3), 2, np.float32))
+
+
+def test_a_connection_stops_getting_window_while_unfinished_requests_hold_more_than_the_largest_request():
+    """Requests that never end cannot make a connection hold unbounded memory: past the largest request
+    allowed (plus a window), the server stops giving the connection's window back; a request completing
+    frees its share and the window flows again."""
+    sent = []
+
+    class Transport:
+        def write(self, data):
+            sent.append(bytes(data))
+
+        def is_closing(self):
+            return False
+
+        def close(self):
+            pass
+
+    def frame(ftype, flags, sid, payload=b""):
+        return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+    def window_updates():
+        out = []
+        for chunk in sent:
+            while len(chunk) >= 9:
+                n = int.from_bytes(chunk[:3], "big")
+                if chunk[3] == 8 and int.from_bytes(chunk[5:9], "big") == 0:
+                    out.append(int.from_bytes(chunk[9:13], "big"))
+                chunk = chunk[9 + n:]
+        return out
+
+    from hpack import Encoder
+
+    async def main():
+        server = h2.H2Server({}, max_message=2 << 20, max_calls=10)
+        conn = h2._Connection(server)
+        conn.connection_made(Transport())
+        enc = Encoder()
+        conn.data_received(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        chunk = b"\0" * (1 << 20)
+        for sid in (1, 3, 5, 7):          # four requests of 1 MiB each that do not end
+            block = enc.encode([(":method", "POST"), (":path", "/x/y"), ("content-type", "application/grpc")])
+            conn.data_received(frame(1, 0x4, sid, block) + frame(0, 0, sid, chunk))
+        await asyncio.sleep(0)
+        granted = sum(window_updates()) - (h2._CONN_WINDOW - 65535)
+        assert conn.buffered == 4 << 20
+        assert granted == 3 << 20, granted     # given back while they held <= max_message + one window (3 MiB)
+        conn.data_received(frame(3, 0, 1, (8).to_bytes(4, "big")))     # the client resets request 1
+        await asyncio.sleep(0)
+        assert conn.buffered == 3 << 20 and sum(window_updates()) - (h2._CONN_WINDOW - 65535) == 4 << 20
+
+    asyncio.run(main())
