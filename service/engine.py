@@ -260,8 +260,6 @@ class Engine:
             loading.cancel()
             publisher.cancel()
             self.publish(force=True)
-            for conn in list(self.connections):
-                conn.flush()                   # the last state (and any answer) before the loop ends
             server.close()
             for task in self._tasks:
                 task.cancel()

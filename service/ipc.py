@@ -37,7 +37,6 @@ class FramedProtocol(asyncio.Protocol):
         self._on_message = on_message
         self._on_lost = on_lost
         self._buf = bytearray()
-        self._out: list[bytes] = []
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport):
@@ -61,21 +60,10 @@ class FramedProtocol(asyncio.Protocol):
         del buf[:start]
 
     def send(self, msg: dict):
-        """Queue ``msg``; the frames queued during one turn of the event loop go out in one write (one system
-        call for many requests or answers under load, no added wait)."""
         if self.transport is None or self.transport.is_closing():
             return
         payload = orjson.dumps(msg, option=orjson.OPT_SERIALIZE_NUMPY)
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._out.append(len(payload).to_bytes(_HEADER, "little") + payload)
-
-    def flush(self):
-        """Write what :meth:`send` queued (before closing the transport, call it)."""
-        if self._out:
-            data, self._out = b"".join(self._out), []
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(data)
+        self.transport.write(len(payload).to_bytes(_HEADER, "little") + payload)
 
     def connection_lost(self, exc):
         self._on_lost(exc)

@@ -121,7 +121,6 @@ class EngineClient:
 
     def close(self):
         if self._proto is not None and self._proto.transport is not None:
-            self._proto.flush()
             self._proto.transport.close()
         self.arena.segment.unlink()
 

@@ -1,5 +1,7 @@
-"""KServe v2 / Triton over gRPC (``inference.GRPCInferenceService``) on its own port, an asyncio server;
-TF Serving's gRPC API (:mod:`service.grpc.tfserving_api`) is served on the same server and port.
+"""KServe v2 / Triton over gRPC (``inference.GRPCInferenceService``) on its own port; TF Serving's gRPC API
+(:mod:`service.grpc.tfserving_api`) is served on the same server and port. The transport is
+:mod:`service.grpc.h2` (this project's HTTP/2 server for unary calls, on the app's event loop); grpcio
+provides the generated stubs' handler registrations and the status codes.
 
 RPCs: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelConfig, ModelInfer,
 ModelStatistics, RepositoryIndex, RepositoryModelLoad and RepositoryModelUnload (model control as
