@@ -304,7 +304,8 @@ class _Connection(asyncio.Protocol):
                 return
             if n - pos - 9 < length:
                 break
-            payload = bytes(buf[pos + 9:pos + 9 + length])
+            with memoryview(buf) as view:
+                payload = bytes(view[pos + 9:pos + 9 + length])       # one copy (a bytearray slice makes two)
             pos += 9 + length
             if not self._on_frame(ftype, flags, sid & 0x7FFFFFFF, payload):
                 return
@@ -496,7 +497,8 @@ class _Connection(asyncio.Protocol):
                 data = b"".join(st.body)
                 st.body = []
                 try:
-                    request = handler.request_deserializer(data[5:])
+                    with memoryview(data) as view:
+                        request = handler.request_deserializer(view[5:])      # no copy of a large message
                 except Exception:  # noqa: BLE001 - a message that does not parse is the client's error
                     code, message = INTERNAL, "the request message does not parse as the method's request type"
                 if code == OK:
