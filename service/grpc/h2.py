@@ -199,7 +199,7 @@ class Registry:
 
 class _Stream:
     __slots__ = ("sid", "path", "headers_ok", "metadata", "timeout", "encoding", "body", "size", "held",
-                 "send_window", "recv_unacked", "task", "pending", "done")
+                 "send_window", "recv_unacked", "task", "pending", "done", "early")
 
     def __init__(self, sid: int, send_window: int):
         self.sid = sid
@@ -211,6 +211,7 @@ class _Stream:
         self.task: asyncio.Task | None = None
         self.pending: list | None = None   # [data still to send, trailers block] while windows are closed
         self.done = False
+        self.early = False                  # answered before the client finished sending
 
 
 class _Connection(asyncio.Protocol):
@@ -443,7 +444,8 @@ class _Connection(asyncio.Protocol):
         self.recv_unacked += size
         st = self.streams.get(sid)
         if st is None or st.task is not None:
-            return True                                 # a reset or finished stream: dropped
+            self._replenish()
+            return True                                 # a reset, answered or finished stream: dropped
         data = payload
         if flags & _PADDED:
             pad = payload[0] if payload else 0
@@ -457,6 +459,10 @@ class _Connection(asyncio.Protocol):
             st.held += len(data)
             self.buffered += len(data)
         if flags & _END_STREAM:
+            self._start(st)
+            return True
+        if st.size > self.server.max_message + 5:
+            st.early = True                             # answered now (RESOURCE_EXHAUSTED), the rest is dropped
             self._start(st)
             return True
         self._replenish()
@@ -588,6 +594,8 @@ class _Connection(asyncio.Protocol):
     def _finish(self, st: _Stream):
         st.pending, st.done = None, True
         self.streams.pop(st.sid, None)
+        if st.early:                                    # the client may stop sending the rest (RFC 9113 8.1)
+            self._write(_frame(_RST, 0, st.sid, struct.pack(">I", _NO_ERROR)))
         if self.going_away and not self.streams and self.server.stopping and self.transport is not None:
             self._flush()
             self.transport.close()
