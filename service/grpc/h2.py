@@ -45,8 +45,8 @@ _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 _FH = struct.Struct(">BHBBI")            # frame header: length (24 bits as 8 + 16), type, flags, stream id
 _DATA, _HEADERS, _PRIORITY, _RST, _SETTINGS, _PUSH, _PING, _GOAWAY, _WINDOW, _CONTINUATION = range(10)
 _END_STREAM, _ACK, _END_HEADERS, _PADDED, _PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-_NO_ERROR, _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _FRAME_SIZE_ERROR, _REFUSED_STREAM, _CANCEL, \
-    _COMPRESSION_ERROR, _ENHANCE_YOUR_CALM = 0x0, 0x1, 0x3, 0x6, 0x7, 0x8, 0x9, 0xB
+_NO_ERROR, _PROTOCOL_ERROR, _FLOW_CONTROL_ERROR, _FRAME_SIZE_ERROR, _REFUSED_STREAM, _COMPRESSION_ERROR, \
+    _ENHANCE_YOUR_CALM = 0x0, 0x1, 0x3, 0x6, 0x7, 0x9, 0xB
 
 _MAX_FRAME = 1 << 20                     # the largest frame a client may send us (SETTINGS_MAX_FRAME_SIZE)
 _STREAM_WINDOW = 1 << 20                 # bytes a client may send on a stream before our WINDOW_UPDATE
@@ -55,8 +55,7 @@ _MAX_WINDOW = (1 << 31) - 1
 _RESETS_ALLOWED = 1000                   # streams a client may reset before resets past half its streams close it
 
 # gRPC status codes (grpc.StatusCode values)
-OK, CANCELLED, UNKNOWN, INVALID_ARGUMENT, DEADLINE_EXCEEDED, NOT_FOUND = 0, 1, 2, 3, 4, 5
-RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, UNAUTHENTICATED = 8, 12, 13, 14, 16
+OK, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL = 0, 8, 12, 13
 
 
 def _frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
@@ -199,7 +198,7 @@ class Registry:
 
 class _Stream:
     __slots__ = ("sid", "path", "headers_ok", "metadata", "timeout", "encoding", "body", "size", "held",
-                 "send_window", "recv_unacked", "task", "pending", "done", "early")
+                 "send_window", "recv_unacked", "task", "pending", "early")
 
     def __init__(self, sid: int, send_window: int):
         self.sid = sid
@@ -210,7 +209,6 @@ class _Stream:
         self.recv_unacked = 0
         self.task: asyncio.Task | None = None
         self.pending: list | None = None   # [data still to send, trailers block] while windows are closed
-        self.done = False
         self.early = False                  # answered before the client finished sending
 
 
@@ -592,7 +590,7 @@ class _Connection(asyncio.Protocol):
             self._send(st)
 
     def _finish(self, st: _Stream):
-        st.pending, st.done = None, True
+        st.pending = None
         self.streams.pop(st.sid, None)
         if st.early:                                    # the client may stop sending the rest (RFC 9113 8.1)
             self._write(_frame(_RST, 0, st.sid, struct.pack(">I", _NO_ERROR)))
